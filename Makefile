@@ -1,0 +1,116 @@
+# weir — build, test, run.
+#   make deps    install missing Debian packages (apt-get)
+#   make all     build/weir, build/weir-tests, build/weir-load
+#   make test    unit + socket tests (GoogleTest), then interop tests
+#   make run     deps + build + start weir on its embedded defaults
+#   make asan | tsan | bench | fuzz-smoke | format
+#
+# BUILD picks the output folder (make BUILD=build-asan ...); SRCS may be narrowed
+# to build only some layers while others are being written.
+
+CXX      ?= g++
+CC       ?= gcc
+BUILD    ?= build
+OPT      ?= -O2
+SAN      ?=
+CXXFLAGS += -std=c++20 $(OPT) -g -Wall -Wextra -Werror -pthread -I. -isystem $(LLHTTP_INC) $(SAN)
+CFLAGS   += $(OPT) -g -isystem $(LLHTTP_INC) $(SAN)
+LDFLAGS  += -pthread $(SAN)
+LDLIBS   += -lssl -lcrypto -lz -lsimdjson
+
+LLHTTP_INC := /usr/share/include/llhttp
+LLHTTP_SRC := $(wildcard /usr/share/llhttp/*.c)
+
+LAYERS   := core net ws cluster store server
+SRCS     ?= $(filter-out server/main.cc,$(foreach d,$(LAYERS),$(wildcard $(d)/*.cc)))
+TEST_SRCS ?= $(wildcard tests/*_test.cc)
+LOAD_SRCS := $(wildcard tools/load/*.cc)
+BENCH_SRCS := $(wildcard bench/*_bench.cc)
+
+OBJS       := $(SRCS:%.cc=$(BUILD)/%.o) $(patsubst /usr/share/llhttp/%.c,$(BUILD)/llhttp/%.o,$(LLHTTP_SRC))
+TEST_OBJS  := $(TEST_SRCS:%.cc=$(BUILD)/%.o)
+LOAD_OBJS  := $(LOAD_SRCS:%.cc=$(BUILD)/%.o)
+BENCH_OBJS := $(BENCH_SRCS:%.cc=$(BUILD)/%.o)
+LIB        := $(BUILD)/libweir.a
+
+DEB_PKGS := g++ make libssl-dev libsimdjson-dev node-llhttp googletest libgtest-dev libbenchmark-dev \
+            zlib1g-dev libhiredis-dev libsqlite3-dev python3 python3-websockets nodejs npm \
+            clang libclang-rt-14-dev clang-format openssl procps
+
+.PHONY: all deps test run asan tsan bench fuzz-smoke format clean
+all: $(BUILD)/weir $(BUILD)/weir-tests $(BUILD)/weir-load
+
+$(BUILD)/%.o: %.cc
+	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/llhttp/%.o: /usr/share/llhttp/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/weir: $(BUILD)/server/main.o $(LIB)
+	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/weir-tests: $(TEST_OBJS) $(LIB)
+	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -lgtest -lgtest_main -o $@
+
+$(BUILD)/weir-load: $(LOAD_OBJS) $(LIB)
+	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/weir-bench: $(BENCH_OBJS) $(LIB)
+	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -lbenchmark -lbenchmark_main -o $@
+
+# Installs only what is missing, so a second run costs one dpkg query.
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@[ -d tests/interop/node_modules/ws ] || (cd tests/interop && npm install --no-audit --no-fund --silent)
+
+test: all
+	bash tests/run_all.sh $(BUILD)
+
+run: deps all
+	@mkdir -p data
+	$(BUILD)/weir
+
+asan:
+	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" all
+	ASAN_OPTIONS=detect_leaks=1 bash tests/run_all.sh build-asan
+
+tsan:
+	$(MAKE) BUILD=build-tsan OPT=-O1 SAN="-fsanitize=thread" all
+	TSAN_OPTIONS=halt_on_error=1 bash tests/run_all.sh build-tsan
+
+bench: $(BUILD)/weir-bench $(BUILD)/weir $(BUILD)/weir-load
+	taskset -c 0 $(BUILD)/weir-bench --benchmark_min_time=0.2
+
+FUZZERS := $(patsubst tests/fuzz/%.cc,%,$(wildcard tests/fuzz/*_fuzz.cc))
+FUZZ_SRCS = $(filter-out server/%,$(SRCS))
+fuzz-build:
+	@mkdir -p build-fuzz
+	for f in $(FUZZERS); do \
+	  clang++ -std=c++20 -O1 -g -I. -isystem $(LLHTTP_INC) -fsanitize=fuzzer,address,undefined \
+	    tests/fuzz/$$f.cc $(FUZZ_SRCS) $(LLHTTP_SRC) $(LDLIBS) -o build-fuzz/$$f || exit 1; \
+	done
+
+fuzz-smoke: fuzz-build
+	for f in $(FUZZERS); do \
+	  mkdir -p build-fuzz/corpus-$$f; \
+	  build-fuzz/$$f -max_total_time=$${FUZZ_SECONDS:-30} -print_final_stats=1 \
+	    build-fuzz/corpus-$$f tests/fuzz/corpus/$$f || exit 1; \
+	done
+
+format:
+	clang-format -i $$(git ls-files '*.cc' '*.h')
+
+clean:
+	rm -rf build build-asan build-tsan build-fuzz
+
+-include $(OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(LOAD_OBJS:.o=.d) $(BENCH_OBJS:.o=.d)

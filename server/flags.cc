@@ -1,0 +1,163 @@
+// server/flags.cc — the flag table and its parser.
+#include "server/flags.h"
+
+#include <charconv>
+#include <functional>
+#include <string_view>
+#include <thread>
+
+#include "core/units.h"
+
+namespace weir::server {
+namespace {
+
+using Setter = std::function<bool(Flags&, std::string_view)>;
+
+struct FlagSpec {
+  const char* name;
+  const char* value_name;  // nullptr for a boolean switch
+  std::string default_text;
+  const char* help;
+  Setter set;
+};
+
+bool set_int(std::string_view v, int* out) {
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), *out);
+  return ec == std::errc() && end == v.data() + v.size() && *out >= 0;
+}
+bool set_u64(std::string_view v, uint64_t* out) {
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), *out);
+  return ec == std::errc() && end == v.data() + v.size();
+}
+bool set_bool(std::string_view v, bool* out) {
+  if (v == "on" || v == "true" || v == "1" || v == "yes") return *out = true, true;
+  if (v == "off" || v == "false" || v == "0" || v == "no") return *out = false, true;
+  return false;
+}
+
+const std::vector<FlagSpec>& specs() {
+  static const Flags d;  // defaults
+  static const std::vector<FlagSpec> table = {
+      {"listen", "HOST:PORT", d.listen, "address of the HTTP/WebSocket listener",
+       [](Flags& f, std::string_view v) { return f.listen = v, true; }},
+      {"threads", "N", "cores", "reactor threads, one epoll loop each (0 = one per core)",
+       [](Flags& f, std::string_view v) { return set_int(v, &f.threads); }},
+      {"max-connections", "N", std::to_string(d.max_connections),
+       "open connections at most; beyond it the listeners stop accepting (0 = no limit)",
+       [](Flags& f, std::string_view v) { return set_u64(v, &f.max_connections); }},
+      {"high-watermark", "BYTES", core::format_bytes(d.high_watermark),
+       "queued output at which a connection signals backpressure (reading of its producer pauses)",
+       [](Flags& f, std::string_view v) { return core::parse_bytes(v, &f.high_watermark); }},
+      {"low-watermark", "BYTES", core::format_bytes(d.low_watermark),
+       "queued output under which the backpressure signal is lifted",
+       [](Flags& f, std::string_view v) { return core::parse_bytes(v, &f.low_watermark); }},
+      {"max-buffer", "BYTES", core::format_bytes(d.max_buffer),
+       "queued output past which a connection is dropped (\"buffer overrun\"; 0 = no limit)",
+       [](Flags& f, std::string_view v) { return core::parse_bytes(v, &f.max_buffer); }},
+      {"tcp-nodelay", "on|off", "on", "TCP_NODELAY on accepted connections",
+       [](Flags& f, std::string_view v) { return set_bool(v, &f.tcp_nodelay); }},
+      {"linger", "DURATION", core::format_duration_ms(d.linger_ms),
+       "after closing, how long to drain the peer's bytes while waiting for its FIN",
+       [](Flags& f, std::string_view v) { return core::parse_duration_ms(v, &f.linger_ms); }},
+      {"tcp-echo", "HOST:PORT", "off",
+       "run the raw TCP echo service (Akka's echo handlers) on this address instead of HTTP",
+       [](Flags& f, std::string_view v) { return f.tcp_echo = v, true; }},
+      {"write-mode", "ack|nack|nack-suspend", "ack",
+       "TCP echo write model: ACK-based with watermarks, NACK, or NACK with write suspending",
+       [](Flags& f, std::string_view v) {
+         if (v == "ack") f.write_mode = net::WriteMode::kAck;
+         else if (v == "nack") f.write_mode = net::WriteMode::kNack;
+         else if (v == "nack-suspend") f.write_mode = net::WriteMode::kNackSuspend;
+         else return false;
+         return true;
+       }},
+      {"read-mode", "push|pull", "push", "TCP echo read model: push (suspend/resume) or pull",
+       [](Flags& f, std::string_view v) {
+         if (v == "push") f.read_mode = net::ReadMode::kPush;
+         else if (v == "pull") f.read_mode = net::ReadMode::kPull;
+         else return false;
+         return true;
+       }},
+      {"log-level", "debug|info|warn|error", d.log_level, "least severe log level written",
+       [](Flags& f, std::string_view v) {
+         if (v != "debug" && v != "info" && v != "warn" && v != "error" && v != "off") return false;
+         return f.log_level = v, true;
+       }},
+      {"log-format", "text|json", d.log_format, "log line format",
+       [](Flags& f, std::string_view v) {
+         if (v != "text" && v != "json") return false;
+         return f.log_format = v, true;
+       }},
+      {"help", nullptr, "", "print this help and exit",
+       [](Flags& f, std::string_view) { return f.help = true, true; }},
+  };
+  return table;
+}
+
+}  // namespace
+
+bool parse_flags(int argc, char** argv, Flags* flags, std::string* error) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg.substr(0, 2) != "--") {
+      *error = "unexpected argument '" + std::string(arg) + "' (flags start with --)";
+      return false;
+    }
+    arg.remove_prefix(2);
+    std::string_view value;
+    bool has_value = false;
+    if (size_t eq = arg.find('='); eq != std::string_view::npos) {
+      value = arg.substr(eq + 1);
+      arg = arg.substr(0, eq);
+      has_value = true;
+    }
+    const FlagSpec* spec = nullptr;
+    for (const FlagSpec& s : specs())
+      if (arg == s.name) spec = &s;
+    if (!spec) {
+      *error = "unknown flag --" + std::string(arg) + " (see --help)";
+      return false;
+    }
+    if (spec->value_name && !has_value) {
+      if (i + 1 >= argc) {
+        *error = "flag --" + std::string(arg) + " needs a value " + spec->value_name;
+        return false;
+      }
+      value = argv[++i];
+    }
+    if (!spec->set(*flags, value)) {
+      *error = "invalid value '" + std::string(value) + "' for --" + std::string(arg) + " (expected " +
+               (spec->value_name ? spec->value_name : "no value") + ")";
+      return false;
+    }
+  }
+  if (flags->low_watermark > flags->high_watermark) {
+    *error = "--low-watermark must not exceed --high-watermark";
+    return false;
+  }
+  if (flags->max_buffer && flags->max_buffer < flags->high_watermark) {
+    *error = "--max-buffer must be at least --high-watermark (or 0 for no limit)";
+    return false;
+  }
+  if (flags->threads == 0) flags->threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return true;
+}
+
+std::string flags_help() {
+  std::string out =
+      "weir — a WebSocket server built on a per-core epoll reactor\n\n"
+      "usage: weir [--flag value | --flag=value]...\n\n"
+      "Sizes take B, KiB, MiB, GiB (k, M, G are the same powers of 1024); durations take ms, s,\n"
+      "m, h (a bare number is seconds).\n\nflags:\n";
+  for (const FlagSpec& s : specs()) {
+    std::string left = std::string("  --") + s.name + (s.value_name ? std::string(" ") + s.value_name : "");
+    if (left.size() < 40) left.resize(40, ' ');
+    else left += "\n" + std::string(40, ' ');
+    out += left + s.help;
+    if (!s.default_text.empty()) out += " (default: " + s.default_text + ")";
+    out += "\n";
+  }
+  return out;
+}
+
+}  // namespace weir::server

@@ -1,0 +1,37 @@
+// server/flags.h — weir's command-line flags: one table holds each flag's name, default,
+// unit and help line, so `--help` and docs/flags.md cannot drift from the parser.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "net/connection.h"
+
+namespace weir::server {
+
+struct Flags {
+  std::string listen = "0.0.0.0:8080";
+  int threads = 0;  // 0: one per core
+  uint64_t max_connections = 100000;
+  uint64_t high_watermark = 1 << 20;
+  uint64_t low_watermark = 256 << 10;
+  uint64_t max_buffer = 4 << 20;
+  bool tcp_nodelay = true;
+  int64_t linger_ms = 2000;
+
+  std::string tcp_echo;  // HOST:PORT: run the raw TCP echo service instead of HTTP
+  net::WriteMode write_mode = net::WriteMode::kAck;
+  net::ReadMode read_mode = net::ReadMode::kPush;
+
+  std::string log_level = "info";
+  std::string log_format = "text";
+  bool help = false;
+};
+
+// Parses argv into `flags`. Returns false with a one-line reason in `error`.
+bool parse_flags(int argc, char** argv, Flags* flags, std::string* error);
+// The --help text: usage, then every flag with its default and help line.
+std::string flags_help();
+
+}  // namespace weir::server

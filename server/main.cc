@@ -1,0 +1,92 @@
+// server/main.cc — weir's entry point: flags, signals, and which service to run.
+#include <signal.h>
+
+#include <cstdio>
+#include <string>
+
+#include "core/log.h"
+#include "net/tcp_echo.h"
+#include "net/tcp_server.h"
+#include "server/flags.h"
+#include "server/http_service.h"
+
+namespace {
+
+using namespace weir;
+
+// Signals are blocked in every thread (the reactors inherit the mask) and taken here with
+// sigwait, so no handler ever runs inside a reactor.
+sigset_t block_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  return set;
+}
+
+int wait_for_shutdown(const sigset_t& set) {
+  int sig = 0;
+  sigwait(&set, &sig);
+  log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  return sig;
+}
+
+net::TcpServerOptions server_options(const server::Flags& flags, const std::string& listen,
+                                     std::string* error, bool* ok) {
+  net::TcpServerOptions o;
+  *ok = net::SocketAddress::parse(listen, &o.listen, error);
+  o.threads = flags.threads;
+  o.max_connections = flags.max_connections;
+  o.connection.high_watermark = flags.high_watermark;
+  o.connection.low_watermark = flags.low_watermark;
+  o.connection.max_buffer = flags.max_buffer;
+  o.connection.tcp_nodelay = flags.tcp_nodelay;
+  o.connection.linger_ms = flags.linger_ms;
+  return o;
+}
+
+int run_tcp_echo(const server::Flags& flags, const sigset_t& signals) {
+  std::string error;
+  bool ok;
+  net::TcpServerOptions o = server_options(flags, flags.tcp_echo, &error, &ok);
+  if (!ok) {
+    std::fprintf(stderr, "weir: --tcp-echo: %s\n", error.c_str());
+    return 2;
+  }
+  o.connection.write_mode = flags.write_mode;
+  o.connection.read_mode = flags.read_mode;
+  o.connection.keep_open_on_peer_closed = true;  // echo everything back, then close
+  net::TcpServer server(o, [](net::Connection& conn) { return net::make_echo_handler(conn); });
+  if (!server.start(&error)) {
+    std::fprintf(stderr, "weir: %s\n", error.c_str());
+    return 1;
+  }
+  log_info("tcp echo on %s port %u, %d threads", o.listen.host().c_str(), server.port(), server.threads());
+  wait_for_shutdown(signals);
+  server.stop();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  server::Flags flags;
+  std::string error;
+  if (!server::parse_flags(argc, argv, &flags, &error)) {
+    std::fprintf(stderr, "weir: %s\n", error.c_str());
+    return 2;
+  }
+  if (flags.help) {
+    std::fputs(server::flags_help().c_str(), stdout);
+    return 0;
+  }
+  core::LogLevel level;
+  core::parse_log_level(flags.log_level, &level);
+  core::set_log_level(level);
+  core::set_log_format(flags.log_format == "json" ? core::LogFormat::kJson : core::LogFormat::kText);
+  sigset_t signals = block_signals();
+  if (!flags.tcp_echo.empty()) return run_tcp_echo(flags, signals);
+  return server::run_http_service(flags, [&] { wait_for_shutdown(signals); });
+}

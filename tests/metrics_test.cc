@@ -1,0 +1,259 @@
+// tests/metrics_test.cc — sharded counters, gauges, histograms and their Prometheus rendering.
+#include "core/metrics.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <map>
+#include <memory>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace weir::core {
+namespace {
+
+std::vector<std::string> lines_of(const std::string& text) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+// The rendered lines that belong to the metric family `name` (HELP, TYPE and samples).
+std::vector<std::string> family_lines(const std::string& name) {
+  std::vector<std::string> out;
+  for (const std::string& line : lines_of(render_metrics())) {
+    std::string_view rest = line;
+    if (rest.starts_with("# HELP ") || rest.starts_with("# TYPE ")) rest.remove_prefix(7);
+    if (!rest.starts_with(name)) continue;
+    rest.remove_prefix(name.size());
+    for (std::string_view suffix : {"_bucket", "_sum", "_count"})
+      if (rest.starts_with(suffix)) rest.remove_prefix(suffix.size());
+    if (rest.empty() || rest[0] == ' ' || rest[0] == '{') out.push_back(line);
+  }
+  return out;
+}
+
+TEST(Counter, SumsIncrementsFromManyThreads) {
+  Counter counter("test_counter_threads_total", "Increments from several threads.");
+  constexpr int kThreads = 8;
+  constexpr int kPerThread = 100'000;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      if (t % 2 == 0) set_metrics_shard(5);  // half of them share one shard
+      for (int i = 0; i < kPerThread; ++i) counter.inc();
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(counter.value(), uint64_t{kThreads} * kPerThread);
+  counter.inc(10);
+  EXPECT_EQ(counter.value(), uint64_t{kThreads} * kPerThread + 10);
+}
+
+TEST(Counter, ShardIndexWrapsAtTheShardCount) {
+  std::thread([] {
+    set_metrics_shard(kMetricShards + 3);
+    EXPECT_EQ(metrics_shard(), 3);
+  }).join();
+  int unbound = -1;
+  std::thread([&] { unbound = metrics_shard(); }).join();
+  EXPECT_GE(unbound, 0);
+  EXPECT_LT(unbound, kMetricShards);
+}
+
+TEST(Gauge, GoesUpAndDown) {
+  Gauge gauge("test_gauge_updown", "Up and down.");
+  gauge.inc();
+  gauge.inc();
+  gauge.add(10);
+  gauge.dec();
+  EXPECT_EQ(gauge.value(), 11);
+  gauge.add(-20);
+  EXPECT_EQ(gauge.value(), -9);
+  std::thread([&] { gauge.add(9); }).join();  // another thread's shard
+  EXPECT_EQ(gauge.value(), 0);
+}
+
+TEST(Gauge, ReadFunctionIsEvaluatedAtScrapeTime) {
+  double source = 1.5;
+  Gauge gauge("test_gauge_computed", "Computed at scrape.", "pool=\"x\"", [&] { return source; });
+  EXPECT_EQ(gauge.value(), 1.5);
+  source = 42;
+  EXPECT_EQ(gauge.value(), 42);
+  EXPECT_EQ(family_lines("test_gauge_computed"),
+            (std::vector<std::string>{"# HELP test_gauge_computed Computed at scrape.",
+                                      "# TYPE test_gauge_computed gauge",
+                                      "test_gauge_computed{pool=\"x\"} 42"}));
+}
+
+TEST(Histogram, BucketsAreCumulativeWithSumAndCount) {
+  Histogram hist("test_hist_latency_seconds", "Latency.", {1, 5, 10}, "route=\"a\"");
+  for (double v : {0.5, 1.0, 3.0, 7.0, 100.0}) hist.observe(v);  // 1.0 counts as le="1"
+  EXPECT_EQ(hist.count(), 5u);
+  EXPECT_EQ(family_lines("test_hist_latency_seconds"),
+            (std::vector<std::string>{
+                "# HELP test_hist_latency_seconds Latency.",
+                "# TYPE test_hist_latency_seconds histogram",
+                "test_hist_latency_seconds_bucket{route=\"a\",le=\"1\"} 2",
+                "test_hist_latency_seconds_bucket{route=\"a\",le=\"5\"} 3",
+                "test_hist_latency_seconds_bucket{route=\"a\",le=\"10\"} 4",
+                "test_hist_latency_seconds_bucket{route=\"a\",le=\"+Inf\"} 5",
+                "test_hist_latency_seconds_sum{route=\"a\"} 111.5",
+                "test_hist_latency_seconds_count{route=\"a\"} 5",
+            }));
+}
+
+TEST(Histogram, ObservationsFromManyThreadsAreAllCounted) {
+  Histogram hist("test_hist_threads", "Threads.", {10, 100});
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      if (t < 2) set_metrics_shard(7);  // two writers on one shard: the sum CAS must hold
+      for (int i = 0; i < 50'000; ++i) hist.observe(i % 3 == 0 ? 50.0 : 1.0);
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(hist.count(), 200'000u);
+  std::vector<std::string> lines = family_lines("test_hist_threads");
+  ASSERT_EQ(lines.size(), 7u);
+  // 16667 of every 50000 are 50.0, the rest 1.0; per thread.
+  EXPECT_EQ(lines[2], "test_hist_threads_bucket{le=\"10\"} 133332");
+  EXPECT_EQ(lines[3], "test_hist_threads_bucket{le=\"100\"} 200000");
+  EXPECT_EQ(lines[5], "test_hist_threads_sum " + std::to_string(4 * (16667 * 50 + 33333)));
+}
+
+TEST(Histogram, ExponentialBounds) {
+  EXPECT_EQ(Histogram::exponential(1, 2, 5), (std::vector<double>{1, 2, 4, 8, 16}));
+  EXPECT_TRUE(Histogram::exponential(1, 2, 0).empty());
+}
+
+// A bucket's le label must name its bound exactly, or the scraper files samples under a
+// different bound than the server counted them (and two close bounds could collide).
+TEST(Histogram, BucketLabelsKeepTheBoundExactly) {
+  Histogram hist("test_hist_sizes_bytes", "Sizes.", {2.5e-05, 0.005, 1048576, 16777216});
+  std::vector<std::string> lines = family_lines("test_hist_sizes_bytes");
+  ASSERT_GE(lines.size(), 6u);
+  EXPECT_EQ(lines[2], "test_hist_sizes_bytes_bucket{le=\"2.5e-05\"} 0");
+  EXPECT_EQ(lines[3], "test_hist_sizes_bytes_bucket{le=\"0.005\"} 0");
+  EXPECT_EQ(lines[4], "test_hist_sizes_bytes_bucket{le=\"1048576\"} 0");
+  EXPECT_EQ(lines[5], "test_hist_sizes_bytes_bucket{le=\"16777216\"} 0");
+}
+
+// rate(x_sum) needs the sum's low digits: six significant digits lose every increment once
+// the sum passes a million.
+TEST(Histogram, SumKeepsFullPrecision) {
+  Histogram hist("test_hist_precise_seconds", "Precise.", {1});
+  hist.observe(1'000'000);
+  hist.observe(0.25);
+  std::vector<std::string> lines = family_lines("test_hist_precise_seconds");
+  ASSERT_EQ(lines.size(), 6u);
+  EXPECT_EQ(lines[4], "test_hist_precise_seconds_sum 1000000.25");
+}
+
+TEST(Metrics, SpecialValuesUsePrometheusSpelling) {
+  double value = -std::numeric_limits<double>::infinity();
+  Gauge gauge("test_gauge_special", "Special values.", "", [&] { return value; });
+  EXPECT_EQ(family_lines("test_gauge_special").back(), "test_gauge_special -Inf");
+  value = std::numeric_limits<double>::infinity();
+  EXPECT_EQ(family_lines("test_gauge_special").back(), "test_gauge_special +Inf");
+  value = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_EQ(family_lines("test_gauge_special").back(), "test_gauge_special NaN");
+  value = -2.5;
+  EXPECT_EQ(family_lines("test_gauge_special").back(), "test_gauge_special -2.5");
+}
+
+TEST(Metrics, HelpAndTypeAppearOncePerNameAcrossLabelSets) {
+  Counter a("test_frames_total", "Frames.", "dir=\"in\"");
+  Gauge unrelated("test_frames_other", "Other.");
+  Counter b("test_frames_total", "Frames.", "dir=\"out\"");
+  a.inc(3);
+  b.inc(4);
+  EXPECT_EQ(family_lines("test_frames_total"),
+            (std::vector<std::string>{
+                "# HELP test_frames_total Frames.", "# TYPE test_frames_total counter",
+                "test_frames_total{dir=\"in\"} 3", "test_frames_total{dir=\"out\"} 4"}));
+}
+
+// Checks the whole exposition against the text format: comment lines, sample lines, one TYPE
+// per family, declared before and grouped with that family's samples.
+TEST(Metrics, RenderedTextFollowsThePrometheusSyntax) {
+  Counter c("test_syntax_total", "Counter with labels.", "a=\"1\",b=\"two\"");
+  Gauge g("test_syntax_gauge", "Gauge.");
+  Histogram h("test_syntax_seconds", "Histogram.", {0.001, 0.5, 1e6});
+  c.inc();
+  g.add(-3);
+  h.observe(0.0001);
+  h.observe(0.75);
+  const std::regex help(R"(# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) [^\n]*)");
+  const std::regex type(R"(# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram))");
+  const std::regex sample(R"(([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*")"
+                          R"((,[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*")*\})? )"
+                          R"(([-+]?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?|[-+]Inf|NaN))");
+  std::string text = render_metrics();
+  ASSERT_FALSE(text.empty());
+  ASSERT_EQ(text.back(), '\n');
+  std::map<std::string, int> types;
+  std::string family;  // the family declared by the last TYPE line
+  std::string family_type;
+  for (const std::string& line : lines_of(text)) {
+    std::smatch m;
+    if (std::regex_match(line, m, help)) continue;
+    if (std::regex_match(line, m, type)) {
+      family = m[1];
+      family_type = m[2];
+      EXPECT_EQ(++types[family], 1) << "second TYPE for " << family;
+      continue;
+    }
+    ASSERT_TRUE(std::regex_match(line, m, sample)) << "bad line: " << line;
+    std::string name = m[1];
+    bool in_family = name == family;
+    if (family_type == "histogram")
+      in_family =
+          name == family + "_bucket" || name == family + "_sum" || name == family + "_count";
+    EXPECT_TRUE(in_family) << name << " outside its family block (" << family << ")";
+  }
+  EXPECT_EQ(types["test_syntax_total"], 1);
+  EXPECT_EQ(types["test_syntax_gauge"], 1);
+  EXPECT_EQ(types["test_syntax_seconds"], 1);
+}
+
+TEST(Metrics, FindMetricValueMatchesNameAndLabels) {
+  Counter in("test_find_total", "Find.", "dir=\"in\"");
+  Counter out("test_find_total", "Find.", "dir=\"out\"");
+  Gauge gauge("test_find_gauge", "Find gauge.");
+  Histogram hist("test_find_seconds", "Find histogram.", {1});
+  in.inc(2);
+  out.inc(5);
+  gauge.add(-7);
+  hist.observe(0.5);
+  hist.observe(3);
+  double v = 0;
+  ASSERT_TRUE(find_metric_value("test_find_total", "dir=\"in\"", &v));
+  EXPECT_EQ(v, 2);
+  ASSERT_TRUE(find_metric_value("test_find_total", "dir=\"out\"", &v));
+  EXPECT_EQ(v, 5);
+  ASSERT_TRUE(find_metric_value("test_find_gauge", "", &v));
+  EXPECT_EQ(v, -7);
+  ASSERT_TRUE(find_metric_value("test_find_seconds", "", &v));
+  EXPECT_EQ(v, 2);  // a histogram reports its count
+  EXPECT_FALSE(find_metric_value("test_find_total", "", &v));
+  EXPECT_FALSE(find_metric_value("test_find_missing", "", &v));
+}
+
+TEST(Metrics, DestroyedMetricIsUnregistered) {
+  double v;
+  {
+    Counter scoped("test_scoped_total", "Scoped.");
+    ASSERT_TRUE(find_metric_value("test_scoped_total", "", &v));
+  }
+  EXPECT_FALSE(find_metric_value("test_scoped_total", "", &v));
+  EXPECT_TRUE(family_lines("test_scoped_total").empty());
+}
+
+}  // namespace
+}  // namespace weir::core
