@@ -70,7 +70,9 @@ void Mailbox::post(Task task) {
 }
 
 size_t Mailbox::drain(size_t max) {
-  wake_pending_.store(false, std::memory_order_seq_cst);
+  // An exchange, not a store: when a producer skipped its eventfd write because the flag was
+  // still set, this read of its write synchronizes with it, so the pops below see its task.
+  wake_pending_.exchange(false, std::memory_order_acq_rel);
   size_t ran = 0;
   while (ran < max) {
     Node* node = pop();

@@ -2,6 +2,7 @@
 #include "core/metrics.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -22,18 +23,44 @@ Registry& registry() {
 std::atomic<int> g_next_shard{kMetricShards / 2};
 thread_local int t_shard = -1;
 
+// The shortest text that parses back to exactly `value`, with Prometheus's spelling of the
+// special values. Six significant digits (%g) would freeze a _sum past a million and blur
+// le bounds like 1048576 into 1.04858e+06.
+size_t format_value(char* out, size_t cap, double value) {
+  std::string_view special;
+  if (std::isnan(value))
+    special = "NaN";
+  else if (std::isinf(value))
+    special = value > 0 ? "+Inf" : "-Inf";
+  if (!special.empty()) {
+    std::memcpy(out, special.data(), special.size());
+    return special.size();
+  }
+  // Counts print as integers ("200000", not the shorter "2e+05") while they are exact.
+  constexpr double kExactIntegers = 9007199254740992.0;  // 2^53
+  if (value == std::trunc(value) && std::fabs(value) < kExactIntegers)
+    return static_cast<size_t>(std::to_chars(out, out + cap, static_cast<int64_t>(value)).ptr -
+                               out);
+  return static_cast<size_t>(std::to_chars(out, out + cap, value).ptr - out);
+}
+
 const char* type_name(Metric::Type type) {
   switch (type) {
-    case Metric::Type::kCounter: return "counter";
-    case Metric::Type::kGauge: return "gauge";
-    case Metric::Type::kHistogram: return "histogram";
+    case Metric::Type::kCounter:
+      return "counter";
+    case Metric::Type::kGauge:
+      return "gauge";
+    case Metric::Type::kHistogram:
+      return "histogram";
   }
   return "untyped";
 }
 
 }  // namespace
 
-void set_metrics_shard(int index) { t_shard = index % kMetricShards; }
+void set_metrics_shard(int index) {
+  t_shard = index % kMetricShards;
+}
 
 int metrics_shard() {
   if (t_shard < 0) t_shard = g_next_shard.fetch_add(1, std::memory_order_relaxed) % kMetricShards;
@@ -64,13 +91,9 @@ void Metric::render_sample(std::string& out, std::string_view suffix, std::strin
     out += '}';
   }
   char number[64];
-  if (std::isinf(value))
-    std::snprintf(number, sizeof number, " +Inf\n");
-  else if (value == std::floor(value) && std::fabs(value) < 1e15)
-    std::snprintf(number, sizeof number, " %.0f\n", value);
-  else
-    std::snprintf(number, sizeof number, " %.6g\n", value);
-  out += number;
+  out += ' ';
+  out.append(number, format_value(number, sizeof number, value));
+  out += '\n';
 }
 
 uint64_t Counter::value() const {
@@ -90,7 +113,9 @@ double Gauge::value() const {
   return static_cast<double>(sum);
 }
 
-void Gauge::render_samples(std::string& out) const { render_sample(out, "", "", value()); }
+void Gauge::render_samples(std::string& out) const {
+  render_sample(out, "", "", value());
+}
 
 struct Histogram::Shard {
   explicit Shard(size_t buckets) : counts(buckets + 1) {}
@@ -150,11 +175,12 @@ void Histogram::render_samples(std::string& out) const {
   char label[64];
   for (size_t i = 0; i < counts.size(); ++i) {
     cumulative += counts[i];
-    if (i < bounds_.size())
-      std::snprintf(label, sizeof label, "le=\"%g\"", bounds_[i]);
-    else
-      std::snprintf(label, sizeof label, "le=\"+Inf\"");
-    render_sample(out, "_bucket", label, static_cast<double>(cumulative));
+    double bound = i < bounds_.size() ? bounds_[i] : HUGE_VAL;
+    size_t len = format_value(label + 4, sizeof label - 5, bound);
+    std::memcpy(label, "le=\"", 4);
+    label[4 + len] = '"';
+    render_sample(out, "_bucket", std::string_view(label, len + 5),
+                  static_cast<double>(cumulative));
   }
   render_sample(out, "_sum", "", sum);
   render_sample(out, "_count", "", static_cast<double>(cumulative));
@@ -189,9 +215,12 @@ bool find_metric_value(std::string_view name, std::string_view labels, double* v
   std::lock_guard lock(registry().mutex);
   for (const Metric* m : registry().metrics) {
     if (m->name() != name || m->labels() != labels) continue;
-    if (auto* c = dynamic_cast<const Counter*>(m)) *value = static_cast<double>(c->value());
-    else if (auto* g = dynamic_cast<const Gauge*>(m)) *value = g->value();
-    else if (auto* h = dynamic_cast<const Histogram*>(m)) *value = static_cast<double>(h->count());
+    if (auto* c = dynamic_cast<const Counter*>(m))
+      *value = static_cast<double>(c->value());
+    else if (auto* g = dynamic_cast<const Gauge*>(m))
+      *value = g->value();
+    else if (auto* h = dynamic_cast<const Histogram*>(m))
+      *value = static_cast<double>(h->count());
     return true;
   }
   return false;

@@ -24,6 +24,15 @@ IoHandler* const kMailboxTag = nullptr;
 // starve sockets, and sockets cannot starve it (the rest waits one iteration).
 constexpr size_t kMailboxBatch = 4096;
 
+// Destroys retired objects in rounds: a destructor may retire more objects, and the vector
+// must not grow while it is being cleared.
+void destroy_retired(std::vector<std::unique_ptr<Retirable>>& retired) {
+  while (!retired.empty()) {
+    std::vector<std::unique_ptr<Retirable>> doomed;
+    doomed.swap(retired);
+  }
+}
+
 }  // namespace
 
 Reactor::Reactor(int index, int64_t tick_ms)
@@ -33,7 +42,7 @@ Reactor::Reactor(int index, int64_t tick_ms)
     std::perror("epoll_create1");
     std::abort();
   }
-  struct epoll_event ev{};
+  struct epoll_event ev {};
   ev.events = EPOLLIN | EPOLLET;
   ev.data.ptr = kMailboxTag;
   if (::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, mailbox_.event_fd(), &ev) < 0) {
@@ -44,14 +53,18 @@ Reactor::Reactor(int index, int64_t tick_ms)
 }
 
 Reactor::~Reactor() {
-  retired_.clear();
+  destroy_retired(retired_);
   ::close(epoll_fd_);
   if (t_current == this) t_current = nullptr;
 }
 
-Reactor* Reactor::current() { return t_current; }
+Reactor* Reactor::current() {
+  return t_current;
+}
 
-void Reactor::update_time() { now_ms_ = monotonic_ms(); }
+void Reactor::update_time() {
+  now_ms_ = monotonic_ms();
+}
 
 void Reactor::run() {
   thread_id_ = std::this_thread::get_id();
@@ -62,7 +75,7 @@ void Reactor::run() {
   mailbox_.drain(SIZE_MAX);
   run_local_tasks();
   while (!hooks_.empty()) run_hooks();
-  retired_.clear();
+  destroy_retired(retired_);
 }
 
 void Reactor::run_once(int timeout_ms) {
@@ -80,7 +93,7 @@ void Reactor::run_once(int timeout_ms) {
   mailbox_.drain(kMailboxBatch);
   run_local_tasks();
   run_hooks();
-  retired_.clear();
+  destroy_retired(retired_);
   if (ready == static_cast<int>(events_.size())) events_.resize(events_.size() * 2);
 }
 
@@ -112,32 +125,37 @@ void Reactor::run_local_tasks() {
 void Reactor::run_hooks() {
   // One pass: hooks queued while these run (a read resumed by a flush) wait for the next
   // iteration, which then polls without blocking. A busy connection cannot starve the loop.
-  std::vector<IterationHook*> hooks;
-  hooks.swap(hooks_);
-  for (IterationHook* hook : hooks) {
-    if (!hook || !hook->hook_queued_) continue;  // cancelled
+  // The list is walked in place, not swapped out, so a hook cancelled by an earlier hook of
+  // this pass (and maybe destroyed right after: a connection closing another) is seen as the
+  // null its cancel left, never dereferenced.
+  size_t queued = hooks_.size();
+  for (size_t i = 0; i < queued; ++i) {
+    IterationHook* hook = hooks_[i];
+    if (!hook) continue;  // cancelled
+    hooks_[i] = nullptr;  // a cancel from here on must not match this ran entry
     hook->hook_queued_ = false;
     hook->on_end_of_iteration();
   }
-  hooks.clear();
-  if (hooks_.empty()) hooks_.swap(hooks);  // keep the capacity
+  hooks_.erase(hooks_.begin(), hooks_.begin() + static_cast<std::ptrdiff_t>(queued));
 }
 
 bool Reactor::add(int fd, IoHandler* handler, uint32_t events) {
-  struct epoll_event ev{};
+  struct epoll_event ev {};
   ev.events = events;
   ev.data.ptr = handler;
   return ::epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) == 0;
 }
 
 bool Reactor::modify(int fd, IoHandler* handler, uint32_t events) {
-  struct epoll_event ev{};
+  struct epoll_event ev {};
   ev.events = events;
   ev.data.ptr = handler;
   return ::epoll_ctl(epoll_fd_, EPOLL_CTL_MOD, fd, &ev) == 0;
 }
 
-void Reactor::remove(int fd) { ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr); }
+void Reactor::remove(int fd) {
+  ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
+}
 
 void Reactor::post(Task task) {
   if (in_loop_thread() && t_current == this) {
@@ -172,6 +190,8 @@ void Reactor::cancel_end_of_iteration(IterationHook* hook) {
   std::replace(hooks_.begin(), hooks_.end(), hook, static_cast<IterationHook*>(nullptr));
 }
 
-void Reactor::retire(std::unique_ptr<Retirable> object) { retired_.push_back(std::move(object)); }
+void Reactor::retire(std::unique_ptr<Retirable> object) {
+  retired_.push_back(std::move(object));
+}
 
 }  // namespace weir::core

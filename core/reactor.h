@@ -95,7 +95,9 @@ class Reactor {
   int64_t now_ms() const { return now_ms_; }
   void update_time();
 
-  bool in_loop_thread() const { return thread_id_ == std::this_thread::get_id(); }
+  bool in_loop_thread() const {
+    return thread_id_.load(std::memory_order_relaxed) == std::this_thread::get_id();
+  }
   int index() const { return index_; }
   uint64_t iterations() const { return iterations_; }
   // The reactor running on the calling thread, or nullptr.
@@ -109,7 +111,7 @@ class Reactor {
 
   int index_;
   int epoll_fd_ = -1;
-  std::thread::id thread_id_;
+  std::atomic<std::thread::id> thread_id_;  // read by post() on any thread
   std::atomic<bool> stop_{false};
   int64_t now_ms_ = 0;
   uint64_t iterations_ = 0;

@@ -83,7 +83,8 @@ TEST(SharedBuffer, AssignmentReleasesThePreviousBlock) {
   a = b;  // a's block is freed
   EXPECT_LT(shared_buffer_bytes_in_use(), both);
   EXPECT_EQ(b.use_count(), 2u);
-  a = a;  // self-assignment keeps the count
+  SharedBuffer& alias = a;
+  a = alias;  // self-assignment keeps the count
   EXPECT_EQ(b.use_count(), 2u);
   SharedBuffer c = b;
   a = std::move(c);  // same block moved over a handle to it: one reference dropped

@@ -229,7 +229,9 @@ TEST(Reactor, HookRunsAfterTheIterationsTasks) {
   EXPECT_EQ(order, (std::vector<char>{'1', '2', 'H'}));
 }
 
-TEST(Reactor, HookRequestedByAnotherHookRunsInTheSameIteration) {
+// One pass per iteration: a hook queued by a hook (a read resumed by a flush) runs in the
+// next iteration, which must not block in epoll_wait first.
+TEST(Reactor, HookRequestedByAnotherHookRunsInTheNextIterationWithoutWaiting) {
   Reactor reactor;
   reactor.run_once(0);
   CountingHook first, second;
@@ -237,7 +239,28 @@ TEST(Reactor, HookRequestedByAnotherHookRunsInTheSameIteration) {
   reactor.on_end_of_iteration(&first);
   reactor.run_once(0);
   EXPECT_EQ(first.calls, 1);
+  EXPECT_EQ(second.calls, 0);
+  int64_t start = monotonic_ms();
+  reactor.run_once(5000);
+  EXPECT_LT(monotonic_ms() - start, 1000);
+  EXPECT_EQ(first.calls, 1);
   EXPECT_EQ(second.calls, 1);
+}
+
+TEST(Reactor, HookRequeuedByItselfRunsOncePerIteration) {
+  Reactor reactor;
+  reactor.run_once(0);
+  CountingHook hook;
+  hook.then = [&] { reactor.on_end_of_iteration(&hook); };
+  reactor.on_end_of_iteration(&hook);
+  for (int i = 1; i <= 3; ++i) {
+    reactor.run_once(0);
+    EXPECT_EQ(hook.calls, i);
+  }
+  hook.then = nullptr;
+  reactor.run_once(0);
+  reactor.run_once(0);
+  EXPECT_EQ(hook.calls, 4);
 }
 
 TEST(Reactor, CancelledHookDoesNotRun) {
