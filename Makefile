@@ -37,7 +37,7 @@ DEB_PKGS := g++ make libssl-dev libsimdjson-dev node-llhttp googletest libgtest-
             zlib1g-dev libhiredis-dev libsqlite3-dev python3 python3-websockets nodejs npm \
             clang libclang-rt-14-dev clang-format openssl procps
 
-.PHONY: all deps test run asan tsan bench fuzz-smoke format clean
+.PHONY: all deps test run asan tsan bench fuzz-build fuzz-smoke format clean
 all: $(BUILD)/weir $(BUILD)/weir-tests $(BUILD)/weir-load
 
 $(BUILD)/%.o: %.cc
@@ -91,13 +91,16 @@ tsan:
 bench: $(BUILD)/weir-bench $(BUILD)/weir $(BUILD)/weir-load
 	taskset -c 0 $(BUILD)/weir-bench --benchmark_min_time=0.2
 
+# libFuzzer targets: the library is built once with clang and the sanitizers (llhttp as C),
+# then each tests/fuzz/*_fuzz.cc links against it.
 FUZZERS := $(patsubst tests/fuzz/%.cc,%,$(wildcard tests/fuzz/*_fuzz.cc))
-FUZZ_SRCS = $(filter-out server/%,$(SRCS))
+FUZZ_SAN := -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
 fuzz-build:
-	@mkdir -p build-fuzz
+	$(MAKE) BUILD=build-fuzz CXX=clang++ CC=clang OPT=-O1 SAN="$(FUZZ_SAN)" \
+	  SRCS="$(filter-out server/%,$(SRCS))" build-fuzz/libweir.a
 	for f in $(FUZZERS); do \
 	  clang++ -std=c++20 -O1 -g -I. -isystem $(LLHTTP_INC) -fsanitize=fuzzer,address,undefined \
-	    tests/fuzz/$$f.cc $(FUZZ_SRCS) $(LLHTTP_SRC) $(LDLIBS) -o build-fuzz/$$f || exit 1; \
+	    tests/fuzz/$$f.cc build-fuzz/libweir.a $(LDLIBS) -pthread -o build-fuzz/$$f || exit 1; \
 	done
 
 fuzz-smoke: fuzz-build

@@ -65,7 +65,9 @@ void BM_FramerParseBinary(benchmark::State& state) {
 }
 BENCHMARK(BM_FramerParseBinary)->Arg(32)->Arg(4096);
 
-void BM_FramerParseText(benchmark::State& state) { run_parse(state, Opcode::kText, SIZE_MAX); }
+void BM_FramerParseText(benchmark::State& state) {
+  run_parse(state, Opcode::kText, SIZE_MAX);
+}
 BENCHMARK(BM_FramerParseText)->Arg(32)->Arg(4096);
 
 // Reads of one TCP segment, so frames straddle reads and headers go through the spill path.
@@ -118,14 +120,16 @@ void run_utf8(benchmark::State& state, const std::string& text) {
 }
 
 void BM_FramerUtf8Ascii(benchmark::State& state) {
-  run_utf8(state, repeat_to_64k("{\"room\":\"lobby\",\"text\":\"hello everyone, how is it going?\"}\n"));
+  run_utf8(state,
+           repeat_to_64k("{\"room\":\"lobby\",\"text\":\"hello everyone, how is it going?\"}\n"));
 }
 BENCHMARK(BM_FramerUtf8Ascii);
 
 // Chat-like mix: Latin with accents, Greek, CJK and emoji between ASCII (~45% non-ASCII bytes).
 void BM_FramerUtf8Mixed(benchmark::State& state) {
-  run_utf8(state, repeat_to_64k("Hello caf\xc3\xa9, \xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5 "
-                                "\xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c \xf0\x9f\x98\x80 ok; "));
+  run_utf8(state,
+           repeat_to_64k("Hello caf\xc3\xa9, \xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5 "
+                         "\xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c \xf0\x9f\x98\x80 ok; "));
 }
 BENCHMARK(BM_FramerUtf8Mixed);
 

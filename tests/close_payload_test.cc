@@ -22,7 +22,9 @@ TEST(ClosePayload, EmptyPayloadMeansNoStatusCode) {
 
 TEST(ClosePayload, ParsesCodeAndReason) {
   CloseInfo info;
-  std::string s = "\x0f\xa0" "caf\xc3\xa9";  // 4000
+  std::string s =
+      "\x0f\xa0"
+      "caf\xc3\xa9";  // 4000
   EXPECT_TRUE(parse(s, &info).ok());
   EXPECT_TRUE(info.code_present);
   EXPECT_EQ(info.code, 4000);

@@ -21,7 +21,9 @@ std::string bytes(std::initializer_list<int> values) {
   return out;
 }
 
-std::span<const char> span_of(std::string_view s) { return {s.data(), s.size()}; }
+std::span<const char> span_of(std::string_view s) {
+  return {s.data(), s.size()};
+}
 
 // Chat-like JSON: compressible, but not trivially.
 std::string json_text(size_t size, unsigned seed) {
@@ -201,7 +203,7 @@ struct ResponseCase {
 
 TEST(DeflateNegotiation, ClientValidatesServerResponse) {
   using O = DeflateResponseOutcome;
-  const DeflateClientOffer plain{};                      // client_max_window_bits, no value
+  const DeflateClientOffer plain{};  // client_max_window_bits, no value
   const DeflateClientOffer bare{false, false, 0, false, 0};
   const DeflateClientOffer strict{true, false, 10, true, 12};
   const ResponseCase cases[] = {
@@ -245,8 +247,8 @@ TEST(DeflateNegotiation, ClientValidatesServerResponse) {
 }
 
 TEST(DeflateNegotiation, ClientParamsMirrorWhatTheServerAgreed) {
-  const DeflateClientOffer offers[] = {{}, {true, true, 10, true, 12}, {false, true, 0, true, 9},
-                                       {false, false, 11, false, 0}};
+  const DeflateClientOffer offers[] = {
+      {}, {true, true, 10, true, 12}, {false, true, 0, true, 9}, {false, false, 11, false, 0}};
   for (DeflateMode mode : {DeflateMode::kShared, DeflateMode::kDedicated}) {
     for (const DeflateClientOffer& offer : offers) {
       const std::string text = make_deflate_offer(offer);
@@ -289,9 +291,9 @@ TEST(DeflateCodec, InflatesEveryRfc7692Example) {
   ASSERT_TRUE(d.feed(span_of(bytes({0xc9, 0xc9, 0x07, 0x00})), true, &out).ok());
   EXPECT_EQ(out, "Hello");
   // 7.2.3.3 stored block, 7.2.3.4 BFINAL block, 7.2.3.5 two blocks, 7.2.3.6 empty.
-  EXPECT_EQ(inflate_or_die(
-                d, bytes({0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00})),
-            "Hello");
+  EXPECT_EQ(
+      inflate_or_die(d, bytes({0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00})),
+      "Hello");
   EXPECT_EQ(inflate_or_die(d, bytes({0xf3, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00, 0x00})), "Hello");
   EXPECT_EQ(inflate_or_die(d, bytes({0xf2, 0x48, 0x05, 0x00, 0x00, 0x00, 0xff, 0xff, 0xca, 0xc9,
                                      0xc9, 0x07, 0x00})),
@@ -342,9 +344,9 @@ TEST(DeflateCodec, EmptyMessageIsOneZeroByteInEveryMode) {
 
 TEST(DeflateCodec, RoundTripsMessagesWithAndWithoutContextTakeover) {
   DeflateWorkspace ws;
-  const std::string messages[] = {json_text(32, 1),          json_text(4096, 2),
-                                  random_bytes(3000, 3),     json_text(200000, 4),
-                                  std::string(100000, 'x'),  json_text(1, 5)};
+  const std::string messages[] = {json_text(32, 1),         json_text(4096, 2),
+                                  random_bytes(3000, 3),    json_text(200000, 4),
+                                  std::string(100000, 'x'), json_text(1, 5)};
   for (bool takeover : {false, true}) {
     MessageCompressor c(&ws, {15, takeover});
     MessageDecompressor d(&ws, {15, takeover});
@@ -364,6 +366,10 @@ TEST(DeflateCodec, ContextTakeoverMakesRepeatedMessageSmaller) {
   EXPECT_LT(second * 4, first);
   EXPECT_EQ(compress_or_die(no_takeover, m).size(), first);
   EXPECT_EQ(compress_or_die(no_takeover, m).size(), first);
+  // Which is also why tiny messages are only worth compressing with takeover.
+  EXPECT_TRUE(takeover.worth_compressing(32));
+  EXPECT_FALSE(no_takeover.worth_compressing(32));
+  EXPECT_TRUE(no_takeover.worth_compressing(300));
 }
 
 TEST(DeflateCodec, CompressingPartsEqualsCompressingTheirConcatenation) {
@@ -572,8 +578,8 @@ TEST(DeflateCodec, DedicatedStreamsAreCreatedOnFirstMessageNotAtConnect) {
 TEST(DeflateCodec, ClientAndServerRolesTalkToEachOther) {
   DeflateWorkspace ws;
   const DeflateClientOffer offer{false, true, 12, true, 0};
-  const DeflateAgreement server = negotiate_deflate(make_deflate_offer(offer),
-                                                    {DeflateMode::kDedicated, 15, 11});
+  const DeflateAgreement server =
+      negotiate_deflate(make_deflate_offer(offer), {DeflateMode::kDedicated, 15, 11});
   const DeflateClientResult client = accept_deflate_response(server.response, offer);
   ASSERT_EQ(client.outcome, DeflateResponseOutcome::kAccepted);
   PerMessageDeflate s(&ws, server.params, Role::kServer, 1 << 20);

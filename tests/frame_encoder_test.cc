@@ -70,7 +70,9 @@ TEST(FrameEncoder, EncodesUnmaskedAndMaskedPingLikeRfc) {
 TEST(FrameEncoder, EncodesCloseFrames) {
   char buf[kMaxControlFrameSize];
   size_t n = encode_close_frame(buf, kCloseNormal, "bye", nullptr);
-  EXPECT_EQ(std::string(buf, n), "\x88\x05\x03\xe8" "bye");
+  EXPECT_EQ(std::string(buf, n),
+            "\x88\x05\x03\xe8"
+            "bye");
   n = encode_close_frame(buf, kCloseNoStatus, "ignored", nullptr);
   EXPECT_EQ(std::string(buf, n), std::string("\x88\x00", 2));
 }
@@ -95,7 +97,8 @@ class RoundTrip {
   void data(Opcode op, bool fin, bool rsv1, const std::string& payload) {
     char h[kMaxFrameHeaderSize];
     const uint32_t key = next_key();
-    const size_t n = encode_frame_header(h, op, fin, rsv1, payload.size(), masked_ ? &key : nullptr);
+    const size_t n =
+        encode_frame_header(h, op, fin, rsv1, payload.size(), masked_ ? &key : nullptr);
     wire_.append(h, n);
     std::string body = payload;
     if (masked_) apply_mask(body.data(), body.size(), key, 0);
@@ -151,8 +154,8 @@ TEST(FrameEncoder, RoundTripsThroughParserInBothRoles) {
     rt.pong("");
     rt.data(Opcode::kContinuation, true, false, "!");
     rt.close(kCloseGoingAway, "shutting down");
-    for (const char* e : {"begin:2:z", "data:comp", "ping:are you there", "data:ressed", "pong:",
-                          "data:!|end", "close:1001:shutting down"}) {
+    for (const char* e : {"begin:2:z", "data:comp", "ping:are you there", "data:ressed",
+                          "pong:", "data:!|end", "close:1001:shutting down"}) {
       want.push_back(e);
     }
     for (size_t chunk : {size_t{1} << 30, size_t{4096}, size_t{7}, size_t{1}}) {

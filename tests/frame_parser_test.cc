@@ -77,8 +77,7 @@ TEST(FrameParser, DeliversMaskedTextMessageWhole) {
 TEST(FrameParser, DeliversUnmaskedBinaryMessageInClientRole) {
   const std::string payload("\x00\xff\x10", 3);
   expect_events_under_every_split(raw_frame(b0(Opcode::kBinary), payload, false),
-                                  {"begin:2", "data:" + payload + "|end"},
-                                  client_config());
+                                  {"begin:2", "data:" + payload + "|end"}, client_config());
 }
 
 TEST(FrameParser, EmptyMessageEndsWithOneEmptyCompleteCall) {
@@ -86,8 +85,8 @@ TEST(FrameParser, EmptyMessageEndsWithOneEmptyCompleteCall) {
 }
 
 TEST(FrameParser, DeliversSeveralMessagesFromOneBuffer) {
-  std::string s = frame(Opcode::kText, "one") + frame(Opcode::kBinary, "two") +
-                  frame(Opcode::kText, "three");
+  std::string s =
+      frame(Opcode::kText, "one") + frame(Opcode::kBinary, "two") + frame(Opcode::kText, "three");
   expect_events_under_every_split(
       s, {"begin:1", "data:one|end", "begin:2", "data:two|end", "begin:1", "data:three|end"});
 }
@@ -122,8 +121,8 @@ TEST(FrameParser, FragmentedMessageWithInterleavedControlFramesSurvivesEverySpli
                   frame(Opcode::kContinuation, "", false) + frame(Opcode::kPong, "") +
                   frame(Opcode::kContinuation, "lo ", false) + frame(Opcode::kPing, "") +
                   frame(Opcode::kContinuation, "world");
-  expect_events_under_every_split(s, {"begin:1", "data:Hel", "ping:p1", "pong:", "data:lo ",
-                                      "ping:", "data:world|end"});
+  expect_events_under_every_split(
+      s, {"begin:1", "data:Hel", "ping:p1", "pong:", "data:lo ", "ping:", "data:world|end"});
 }
 
 TEST(FrameParser, FragmentedMessageEndingInEmptyFinalFrame) {
@@ -162,8 +161,8 @@ TEST(FrameParser, DeliversDataAsItArrivesWithoutWaitingForTheFrameEnd) {
 }
 
 TEST(FrameParser, ReportsCompressedMessagesAndLeavesTheirUtf8ToTheCaller) {
-  std::string s = raw_frame(b0(Opcode::kText, false, 0x40), "\xff\xfe") +
-                  frame(Opcode::kContinuation, "\xc0");
+  std::string s =
+      raw_frame(b0(Opcode::kText, false, 0x40), "\xff\xfe") + frame(Opcode::kContinuation, "\xc0");
   expect_events_under_every_split(s, {"begin:1:z", "data:\xff\xfe\xc0|end"}, deflate_config());
 }
 
@@ -252,8 +251,8 @@ TEST(FrameParser, RejectsRsv1WithoutNegotiatedExtensionWith1002) {
 }
 
 TEST(FrameParser, RejectsRsv1OnContinuationWith1002) {
-  std::string s = frame(Opcode::kText, "a", false) +
-                  raw_frame(b0(Opcode::kContinuation, true, 0x40), "b");
+  std::string s =
+      frame(Opcode::kText, "a", false) + raw_frame(b0(Opcode::kContinuation, true, 0x40), "b");
   expect_error_at(s, kCloseProtocolError, 7 + 1, deflate_config());
 }
 
@@ -368,11 +367,12 @@ TEST(FrameParser, ControlFramesDoNotCountTowardsMessageSize) {
 
 TEST(FrameParser, AcceptsMultibyteTextSplitAcrossFragments) {
   // U+20AC (E2 82 AC) and U+1F600 (F0 9F 98 80) cut between fragments, with a ping inside.
-  std::string s = frame(Opcode::kText, "\xe2", false) + frame(Opcode::kContinuation, "\x82", false) +
-                  frame(Opcode::kPing, "") + frame(Opcode::kContinuation, "\xac\xf0\x9f", false) +
+  std::string s = frame(Opcode::kText, "\xe2", false) +
+                  frame(Opcode::kContinuation, "\x82", false) + frame(Opcode::kPing, "") +
+                  frame(Opcode::kContinuation, "\xac\xf0\x9f", false) +
                   frame(Opcode::kContinuation, "\x98\x80");
-  expect_events_under_every_split(s, {"begin:1", "data:\xe2\x82", "ping:",
-                                      "data:\xac\xf0\x9f\x98\x80|end"});
+  expect_events_under_every_split(
+      s, {"begin:1", "data:\xe2\x82", "ping:", "data:\xac\xf0\x9f\x98\x80|end"});
 }
 
 TEST(FrameParser, RejectsInvalidUtf8AtTheOffendingByteWith1007) {
@@ -442,6 +442,18 @@ TEST(FrameParser, HandlerFailStopsParsingImmediately) {
   EXPECT_EQ(r.close_code, kClosePolicyViolation);
   EXPECT_EQ(r.reason, "handler said no");
   EXPECT_EQ(rec.events, Events{"begin:1"});
+}
+
+TEST(FrameParser, FailKeepsTheFirstError) {
+  FrameRecorder rec;
+  FrameParser parser({}, &rec);
+  parser.fail(kCloseMessageTooBig, "inflated message too big");
+  parser.fail(kCloseInternalError, "later");
+  std::string s = frame(Opcode::kText, "x");
+  ParseResult r = parser.consume(s.data(), s.size());
+  EXPECT_EQ(r.close_code, kCloseMessageTooBig);
+  EXPECT_EQ(r.reason, "inflated message too big");
+  EXPECT_EQ(parser.error().close_code, kCloseMessageTooBig);
 }
 
 TEST(FrameParser, ResetClearsStateAndAppliesNewConfig) {

@@ -30,8 +30,12 @@ class FrameRecorder : public FrameHandler {
     open_data_ = !complete;
     if (complete) events.back() += "|end";
   }
-  void on_ping(std::span<const char> p) override { push("ping:" + std::string(p.begin(), p.end())); }
-  void on_pong(std::span<const char> p) override { push("pong:" + std::string(p.begin(), p.end())); }
+  void on_ping(std::span<const char> p) override {
+    push("ping:" + std::string(p.begin(), p.end()));
+  }
+  void on_pong(std::span<const char> p) override {
+    push("pong:" + std::string(p.begin(), p.end()));
+  }
   void on_close(bool present, uint16_t code, std::string_view reason) override {
     push("close:" + std::string(present ? "" : "none:") + std::to_string(code) + ":" +
          std::string(reason));

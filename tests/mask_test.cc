@@ -18,7 +18,8 @@ uint32_t wire_key(const char (&bytes)[5]) {
 std::string reference_mask(std::string data, uint32_t key, size_t phase) {
   unsigned char k[4];
   std::memcpy(k, &key, 4);
-  for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<char>(data[i] ^ k[(phase + i) % 4]);
+  for (size_t i = 0; i < data.size(); ++i)
+    data[i] = static_cast<char>(data[i] ^ k[(phase + i) % 4]);
   return data;
 }
 
@@ -55,7 +56,7 @@ TEST(Mask, HandlesUnalignedBuffers) {
     const std::string want = reference_mask(copy.substr(offset, 250), key, 0);
     apply_mask(copy.data() + offset, 250, key, 0);
     ASSERT_EQ(copy.substr(offset, 250), want) << offset;
-    ASSERT_EQ(copy.substr(0, offset), backing.substr(0, offset));  // no writes before
+    ASSERT_EQ(copy.substr(0, offset), backing.substr(0, offset));        // no writes before
     ASSERT_EQ(copy.substr(offset + 250), backing.substr(offset + 250));  // nor after
   }
 }

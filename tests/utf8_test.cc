@@ -17,11 +17,21 @@ bool reference_valid(std::string_view s) {
     const auto c = static_cast<unsigned char>(s[i]);
     size_t n;
     uint32_t cp;
-    if (c < 0x80) { ++i; continue; }
-    if ((c & 0xE0) == 0xC0) { n = 1; cp = c & 0x1F; }
-    else if ((c & 0xF0) == 0xE0) { n = 2; cp = c & 0x0F; }
-    else if ((c & 0xF8) == 0xF0) { n = 3; cp = c & 0x07; }
-    else return false;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    if ((c & 0xE0) == 0xC0) {
+      n = 1;
+      cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+      n = 2;
+      cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+      n = 3;
+      cp = c & 0x07;
+    } else
+      return false;
     if (i + n >= s.size()) return false;  // truncated
     for (size_t k = 1; k <= n; ++k) {
       const auto cc = static_cast<unsigned char>(s[i + k]);
@@ -52,18 +62,18 @@ void expect_validity(std::string_view s, bool want) {
 
 TEST(Utf8Validator, AcceptsValidMultibyteText) {
   for (const char* s : {"", "hello", "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5",  // κόσμε
-                        "\xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c",             // 你好世界
+                        "\xe4\xbd\xa0\xe5\xa5\xbd\xe4\xb8\x96\xe7\x95\x8c",  // 你好世界
                         "\xf0\x9f\x98\x80 emoji \xf0\x9f\x8e\x89", "\xef\xbb\xbf BOM"}) {
     expect_validity(s, true);
   }
 }
 
 TEST(Utf8Validator, AcceptsBoundaryCodePoints) {
-  for (std::string s : {std::string(1, '\0'), std::string("\x7f"), std::string("\xc2\x80"),
-                        std::string("\xdf\xbf"), std::string("\xe0\xa0\x80"),
-                        std::string("\xed\x9f\xbf"), std::string("\xee\x80\x80"),
-                        std::string("\xef\xbf\xbd"), std::string("\xef\xbf\xbf"),
-                        std::string("\xf0\x90\x80\x80"), std::string("\xf4\x8f\xbf\xbf")}) {
+  for (std::string s :
+       {std::string(1, '\0'), std::string("\x7f"), std::string("\xc2\x80"), std::string("\xdf\xbf"),
+        std::string("\xe0\xa0\x80"), std::string("\xed\x9f\xbf"), std::string("\xee\x80\x80"),
+        std::string("\xef\xbf\xbd"), std::string("\xef\xbf\xbf"), std::string("\xf0\x90\x80\x80"),
+        std::string("\xf4\x8f\xbf\xbf")}) {
     expect_validity(s, true);
   }
 }
@@ -83,8 +93,8 @@ TEST(Utf8Validator, RejectsSurrogates) {
 }
 
 TEST(Utf8Validator, RejectsCodePointsAboveU10FFFF) {
-  for (const char* s : {"\xf4\x90\x80\x80", "\xf4\xbf\xbf\xbf", "\xf5\x80\x80\x80",
-                        "\xf7\xbf\xbf\xbf"}) {
+  for (const char* s :
+       {"\xf4\x90\x80\x80", "\xf4\xbf\xbf\xbf", "\xf5\x80\x80\x80", "\xf7\xbf\xbf\xbf"}) {
     expect_validity(s, false);
   }
 }
@@ -103,7 +113,8 @@ TEST(Utf8Validator, RejectsStrayContinuationBytes) {
 }
 
 TEST(Utf8Validator, RejectsTruncatedSequences) {
-  for (const char* s : {"\xc2", "\xe2\x82", "\xf0\x9f\x98", "\xc2 ", "\xe2\x82 x", "\xf0\x9f\x98z"}) {
+  for (const char* s :
+       {"\xc2", "\xe2\x82", "\xf0\x9f\x98", "\xc2 ", "\xe2\x82 x", "\xf0\x9f\x98z"}) {
     expect_validity(s, false);
   }
 }
@@ -197,9 +208,9 @@ TEST(Utf8Validator, AgreesWithReferenceOnFourByteSequences) {
 TEST(Utf8Validator, AgreesWithReferenceOnRandomMixedText) {
   uint32_t seed = 12345;
   auto next = [&] { return seed = seed * 1664525u + 1013904223u; };
-  const std::vector<std::string> pieces = {"a", "hello ", "\xc3\xa9", "\xe2\x82\xac",
-                                           "\xf0\x9f\x98\x80", "\xed\x9f\xbf", "\x80", "\xc0",
-                                           "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82"};
+  const std::vector<std::string> pieces = {
+      "a",    "hello ", "\xc3\xa9",     "\xe2\x82\xac",     "\xf0\x9f\x98\x80", "\xed\x9f\xbf",
+      "\x80", "\xc0",   "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xe2\x82"};
   for (int round = 0; round < 2000; ++round) {
     std::string s;
     const int n = static_cast<int>(next() % 40);

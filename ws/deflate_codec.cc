@@ -64,14 +64,11 @@ MessageCompressor::~MessageCompressor() {
 
 z_stream_s* MessageCompressor::stream() {
   if (!context_takeover_) return workspace_->shared_deflater(window_bits_);
-  if (own_ == nullptr) {
-    own_ = workspace_->new_deflater(window_bits_, workspace_->options().dedicated_mem_level);
-  }
+  if (own_ == nullptr) own_ = workspace_->new_deflater(window_bits_);
   return own_;
 }
 
-ParseResult MessageCompressor::compress(std::span<const std::string_view> parts,
-                                        std::string* out) {
+ParseResult MessageCompressor::compress(std::span<const std::string_view> parts, std::string* out) {
   size_t last = parts.size();
   for (size_t i = 0; i < parts.size(); ++i) {
     if (!parts[i].empty()) last = i;
@@ -90,8 +87,8 @@ ParseResult MessageCompressor::compress(std::span<const std::string_view> parts,
     if (!parts[i].empty()) deflate_part(s, parts[i], i == last ? Z_SYNC_FLUSH : Z_NO_FLUSH, out);
   }
   assert(out->size() - start >= sizeof kSyncTail &&
-         std::memcmp(out->data() + out->size() - sizeof kSyncTail, kSyncTail,
-                     sizeof kSyncTail) == 0);
+         std::memcmp(out->data() + out->size() - sizeof kSyncTail, kSyncTail, sizeof kSyncTail) ==
+             0);
   out->resize(out->size() - sizeof kSyncTail);
   // Reset, not End + Init: keeps the stream's buffers for the next message.
   if (!context_takeover_) deflateReset(s);
@@ -120,8 +117,8 @@ MessageDecompressor::~MessageDecompressor() {
 
 z_stream_s* MessageDecompressor::stream() {
   if (stream_ == nullptr) {
-    stream_ = context_takeover_ ? workspace_->new_inflater(window_bits_)
-                                : workspace_->acquire_inflater();
+    stream_ =
+        context_takeover_ ? workspace_->new_inflater(window_bits_) : workspace_->acquire_inflater();
   }
   return stream_;
 }
@@ -155,8 +152,8 @@ size_t MessageDecompressor::output_room() const {
   return left >= DeflateWorkspace::kScratchBytes ? DeflateWorkspace::kScratchBytes : left + 1;
 }
 
-ParseResult MessageDecompressor::inflate_input(z_stream* s, const unsigned char* data,
-                                               size_t size, std::string* out) {
+ParseResult MessageDecompressor::inflate_input(z_stream* s, const unsigned char* data, size_t size,
+                                               std::string* out) {
   s->next_in = const_cast<unsigned char*>(data);
   s->avail_in = static_cast<uInt>(size);
   unsigned char* chunk = workspace_->scratch();

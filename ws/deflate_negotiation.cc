@@ -12,7 +12,9 @@ constexpr std::string_view kExtensionName = "permessage-deflate";
 
 // ---- Sec-WebSocket-Extensions tokenizer (RFC 6455 9.1, RFC 7230 3.2.6) ----
 
-bool is_ows(char c) { return c == ' ' || c == '\t'; }
+bool is_ows(char c) {
+  return c == ' ' || c == '\t';
+}
 
 bool is_tchar(char c) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
@@ -80,8 +82,9 @@ class Cursor {
   }
   bool at_end() const { return pos_ == text_.size(); }
   bool consume(char c) {
-    if (pos_ < text_.size() && text_[pos_] == c) return ++pos_, true;
-    return false;
+    if (pos_ == text_.size() || text_[pos_] != c) return false;
+    ++pos_;
+    return true;
   }
   std::string_view token() {
     const size_t begin = pos_;
@@ -93,12 +96,15 @@ class Cursor {
   bool quoted_rest(std::string_view* inside) {
     const size_t begin = pos_;
     for (; pos_ < text_.size(); ++pos_) {
-      const auto c = static_cast<unsigned char>(text_[pos_]);
+      auto c = static_cast<unsigned char>(text_[pos_]);
       if (c == '"') {
         *inside = text_.substr(begin, pos_++ - begin);
         return true;
       }
-      if (c == '\\' && ++pos_ == text_.size()) return false;
+      if (c == '\\') {
+        if (++pos_ == text_.size()) return false;
+        c = static_cast<unsigned char>(text_[pos_]);
+      }
       if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
     }
     return false;
@@ -206,7 +212,9 @@ const char* read_deflate_params(const Extension& ext, DeflateParamSet* out) {
   return nullptr;
 }
 
-uint8_t clamp_window_bits(uint8_t bits) { return std::clamp<uint8_t>(bits, 9, 15); }
+uint8_t clamp_window_bits(uint8_t bits) {
+  return std::clamp<uint8_t>(bits, 9, 15);
+}
 
 DeflateParams agree(const DeflateParamSet& offer, const DeflateServerPolicy& policy) {
   const bool shared = policy.mode == DeflateMode::kShared;
@@ -273,16 +281,22 @@ const char* check_response(const DeflateParamSet& r, const DeflateClientOffer& o
 
 bool parse_deflate_mode(std::string_view text, DeflateMode* mode) {
   for (DeflateMode m : {DeflateMode::kOff, DeflateMode::kShared, DeflateMode::kDedicated}) {
-    if (text == to_string(m)) return *mode = m, true;
+    if (text == to_string(m)) {
+      *mode = m;
+      return true;
+    }
   }
   return false;
 }
 
 std::string_view to_string(DeflateMode mode) {
   switch (mode) {
-    case DeflateMode::kOff: return "off";
-    case DeflateMode::kShared: return "shared";
-    case DeflateMode::kDedicated: return "dedicated";
+    case DeflateMode::kOff:
+      return "off";
+    case DeflateMode::kShared:
+      return "shared";
+    case DeflateMode::kDedicated:
+      return "dedicated";
   }
   return "?";
 }

@@ -40,8 +40,7 @@ void* ZlibMemoryCounter::allocate(std::size_t bytes) {
   std::memcpy(block, &bytes, sizeof bytes);
   const std::size_t live = live_bytes_.fetch_add(bytes, std::memory_order_relaxed) + bytes;
   std::size_t peak = peak_bytes_.load(std::memory_order_relaxed);
-  while (live > peak &&
-         !peak_bytes_.compare_exchange_weak(peak, live, std::memory_order_relaxed)) {
+  while (live > peak && !peak_bytes_.compare_exchange_weak(peak, live, std::memory_order_relaxed)) {
   }
   live_blocks_.fetch_add(1, std::memory_order_relaxed);
   return block + kHeaderBytes;
@@ -74,7 +73,7 @@ DeflateWorkspace::~DeflateWorkspace() {
 z_stream_s* DeflateWorkspace::shared_deflater(int window_bits) {
   assert(window_bits >= 9 && window_bits <= 15);
   z_stream_s*& slot = shared_deflaters_[window_bits];
-  if (slot == nullptr) slot = new_deflater(window_bits, options_.shared_mem_level);
+  if (slot == nullptr) slot = new_deflater(window_bits);
   return slot;
 }
 
@@ -102,13 +101,13 @@ void DeflateWorkspace::release_inflater(z_stream_s* stream) {
   }
 }
 
-z_stream_s* DeflateWorkspace::new_deflater(int window_bits, int mem_level) {
+z_stream_s* DeflateWorkspace::new_deflater(int window_bits) {
   void* memory = memory_.allocate(sizeof(z_stream));
   if (memory == nullptr) return nullptr;
   auto* stream = new (memory) z_stream{};
   memory_.install(stream);
   // Negative window bits select raw DEFLATE, the format RFC 7692 carries (no zlib header).
-  if (deflateInit2(stream, options_.level, Z_DEFLATED, -window_bits, mem_level,
+  if (deflateInit2(stream, options_.level, Z_DEFLATED, -window_bits, options_.mem_level,
                    Z_DEFAULT_STRATEGY) != Z_OK) {
     memory_.release(stream);
     return nullptr;

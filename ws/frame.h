@@ -18,7 +18,9 @@ enum class Opcode : uint8_t {
 };
 
 // Control frames are the opcodes with the high bit of the nibble set (RFC 6455 5.5).
-constexpr bool is_control(Opcode op) { return (static_cast<uint8_t>(op) & 0x8) != 0; }
+constexpr bool is_control(Opcode op) {
+  return (static_cast<uint8_t>(op) & 0x8) != 0;
+}
 
 // Close status codes (RFC 6455 7.4.1 and the IANA registry).
 inline constexpr uint16_t kCloseNormal = 1000;

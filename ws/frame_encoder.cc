@@ -1,6 +1,7 @@
 // Frame header and control frame encoding; see frame_encoder.h.
 #include "ws/frame_encoder.h"
 
+#include <bit>
 #include <cassert>
 #include <cstring>
 
@@ -39,7 +40,9 @@ size_t encode_frame_header(char* out, Opcode opcode, bool fin, bool rsv1, uint64
     n = 4;
   } else {
     b[1] = mask_bit | 127;
-    for (int i = 0; i < 8; ++i) b[2 + i] = static_cast<unsigned char>(payload_len >> (56 - 8 * i));
+    const uint64_t be =
+        std::endian::native == std::endian::little ? __builtin_bswap64(payload_len) : payload_len;
+    std::memcpy(b + 2, &be, 8);
     n = 10;
   }
   if (mask != nullptr) {
@@ -63,8 +66,7 @@ size_t encode_pong_frame(char* out, std::string_view payload, const uint32_t* ma
   return encode_control_frame(out, Opcode::kPong, payload, mask);
 }
 
-size_t encode_close_frame(char* out, uint16_t code, std::string_view reason,
-                          const uint32_t* mask) {
+size_t encode_close_frame(char* out, uint16_t code, std::string_view reason, const uint32_t* mask) {
   // Stage the payload past the largest header, then slide it into place behind the real one.
   char* staged = out + (kMaxControlFrameSize - kMaxControlPayload);
   const size_t len = build_close_payload(staged, code, reason);

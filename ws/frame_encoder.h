@@ -17,8 +17,8 @@ constexpr size_t frame_header_size(uint64_t len, bool masked) {
 }
 
 // Largest control frame: a masked 6-byte header and a 125-byte payload.
-inline constexpr size_t kMaxControlFrameSize = frame_header_size(kMaxControlPayload, true) +
-                                               kMaxControlPayload;
+inline constexpr size_t kMaxControlFrameSize =
+    frame_header_size(kMaxControlPayload, true) + kMaxControlPayload;
 
 // Writes a header into `out` (room for kMaxFrameHeaderSize bytes) and returns its size.
 // `mask` points at the key bytes in wire order, or is nullptr for an unmasked frame; the
@@ -35,7 +35,6 @@ size_t encode_control_frame(char* out, Opcode opcode, std::string_view payload,
                             const uint32_t* mask);
 size_t encode_ping_frame(char* out, std::string_view payload, const uint32_t* mask);
 size_t encode_pong_frame(char* out, std::string_view payload, const uint32_t* mask);
-size_t encode_close_frame(char* out, uint16_t code, std::string_view reason,
-                          const uint32_t* mask);
+size_t encode_close_frame(char* out, uint16_t code, std::string_view reason, const uint32_t* mask);
 
 }  // namespace weir::ws

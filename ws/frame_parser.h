@@ -80,6 +80,7 @@ class FrameParser {
 
   bool read_header(char*& p, char* end);
   bool spill_header(char*& p, char* end);
+  std::string_view flags_error(uint8_t b0, uint8_t b1) const;
   bool check_flags(uint8_t b0, uint8_t b1);
   bool check_length(const unsigned char* header);
   void begin_frame(const unsigned char* header);

@@ -4,6 +4,7 @@
 #include "ws/http_parser.h"
 
 #include <algorithm>
+#include <array>
 #include <utility>
 
 namespace weir::ws {
@@ -13,15 +14,20 @@ namespace {
 // bodies we accept; extensions and trailers must fit in max_header_bytes on top of that.
 constexpr size_t kChunkFramingAllowance = 16;
 
-// RFC 9110 section 5.6.2 token characters, the only ones allowed in a field name.
-bool is_tchar(unsigned char c) {
-  if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
-  return std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
-}
+// RFC 9110 section 5.6.2 token characters, the only ones allowed in a field name. A table:
+// the check runs on every header byte.
+constexpr std::array<bool, 256> kTchar = [] {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+  for (char c : std::string_view("!#$%&'*+-.^_`|~")) t[static_cast<uint8_t>(c)] = true;
+  return t;
+}();
 
 bool is_token(std::string_view s) {
   if (s.empty()) return false;
-  return std::all_of(s.begin(), s.end(), [](char c) { return is_tchar(static_cast<uint8_t>(c)); });
+  return std::all_of(s.begin(), s.end(), [](char c) { return kTchar[static_cast<uint8_t>(c)]; });
 }
 
 bool implemented_method(uint8_t m, HttpMethod* out) {

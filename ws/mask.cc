@@ -17,7 +17,7 @@ namespace {
 uint64_t rotated_key64(uint32_t mask_key, size_t phase) {
   const int bits = static_cast<int>(8 * (phase & 3));
   const uint32_t k = std::endian::native == std::endian::little ? std::rotr(mask_key, bits)
-                                                                  : std::rotl(mask_key, bits);
+                                                                : std::rotl(mask_key, bits);
   return (static_cast<uint64_t>(k) << 32) | k;
 }
 

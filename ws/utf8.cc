@@ -113,7 +113,9 @@ constexpr std::array<uint64_t, 256> kRows = make_rows();
 
 // Only the low 6 bits of a shifted row are the state; the rest is ignored, which lets the
 // step skip masking (x86 shifts use the count modulo 64).
-inline uint64_t step(uint64_t state, unsigned char byte) { return kRows[byte] >> (state & 63); }
+inline uint64_t step(uint64_t state, unsigned char byte) {
+  return kRows[byte] >> (state & 63);
+}
 
 // Returns the first byte in [p, end) with the high bit set, or end.
 const unsigned char* skip_ascii(const unsigned char* p, const unsigned char* end) {

@@ -18,8 +18,8 @@ using weir::ws::FrameParser;
 using weir::ws::FrameParserConfig;
 using weir::ws::Opcode;
 
-#define FUZZ_CHECK(cond) \
-  do {                   \
+#define FUZZ_CHECK(cond)  \
+  do {                    \
     if (!(cond)) abort(); \
   } while (0)
 
