@@ -140,9 +140,12 @@ WriteResult Connection::write(std::span<const WritePart> parts) {
   return WriteResult::kAccepted;
 }
 
-// Enforces max_buffer before anything is queued, so the queue never exceeds the limit.
+// Enforces max_buffer before anything is queued: the queue never exceeds the limit, except
+// that one write larger than the whole limit is admitted onto an empty queue (a 16 MiB
+// message must be sendable with a 4 MiB limit; the limit is about piling up, not size).
 WriteResult Connection::admit(uint64_t bytes) {
-  if (options_.max_buffer == 0 || output_.bytes() + bytes <= options_.max_buffer)
+  size_t queued = output_.bytes();
+  if (options_.max_buffer == 0 || queued + bytes <= options_.max_buffer || queued == 0)
     return WriteResult::kAccepted;
   g_overruns.inc();
   log_info("connection %llu %s: buffer overrun (%zu queued + %llu > max-buffer %zu), dropping",
@@ -203,9 +206,8 @@ bool Connection::write_some() {
   while (fd_ >= 0 && writable_ && (!output_.empty() || !files_.empty())) {
     bool file_next = !files_.empty() && files_.front().chain_before == chain_written_;
     size_t limit = files_.empty() ? SIZE_MAX : files_.front().chain_before - chain_written_;
-    size_t wanted = file_next ? std::min<uint64_t>(files_.front().remaining, kSendfileChunk)
-                              : std::min(limit, output_.bytes());
-    ssize_t n = file_next ? write_file_head() : write_chain(limit);
+    size_t offered = file_next ? std::min<uint64_t>(files_.front().remaining, kSendfileChunk) : 0;
+    ssize_t n = file_next ? write_file_head() : write_chain(limit, &offered);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN) {
@@ -218,8 +220,9 @@ bool Connection::write_some() {
     written_total_ += n;
     g_bytes_out.inc(n);
     // A short write means the socket buffer is full: wait for EPOLLOUT rather than spend a
-    // syscall to be told EAGAIN.
-    if (static_cast<size_t>(n) < wanted && (file_next || n < static_cast<ssize_t>(limit))) {
+    // syscall to be told EAGAIN. Short against what this call offered, not against the queue:
+    // a writev that took all its kMaxIovecs slices filled nothing, and no EPOLLOUT would come.
+    if (static_cast<size_t>(n) < offered) {
       writable_ = false;
       break;
     }
@@ -229,7 +232,7 @@ bool Connection::write_some() {
   return fd_ >= 0;
 }
 
-ssize_t Connection::write_chain(size_t limit) {
+ssize_t Connection::write_chain(size_t limit, size_t* offered) {
   struct iovec iov[kMaxIovecs];
   int count = output_.fill_iovecs(iov, kMaxIovecs);
   size_t total = 0;
@@ -242,6 +245,7 @@ ssize_t Connection::write_chain(size_t limit) {
     }
     total += iov[i].iov_len;
   }
+  *offered = total;
   g_write_calls.inc();
   ssize_t n = ::writev(fd_, iov, count);
   if (n > 0) {

@@ -91,7 +91,8 @@ struct ConnectionOptions {
   ReadMode read_mode = ReadMode::kPush;
   size_t high_watermark = 1 << 20;   // bytes queued: notify on_high_watermark at or above
   size_t low_watermark = 256 << 10;  // then notify on_low_watermark at or below
-  size_t max_buffer = 4 << 20;       // queued bytes past this drop the connection (0: no limit)
+  size_t max_buffer = 4 << 20;       // a write that would queue more drops the connection (0: no
+                                     // limit); a lone write onto an empty queue is always taken
   bool tcp_nodelay = true;
   bool keep_open_on_peer_closed = false;
   int64_t linger_ms = 2000;  // after our FIN, how long to drain the peer's bytes before closing
@@ -192,7 +193,7 @@ class Connection : public core::IoHandler, public core::IterationHook, public co
   void after_enqueue();
   void schedule_flush();
   bool write_some();  // false when the connection died
-  ssize_t write_chain(size_t limit);
+  ssize_t write_chain(size_t limit, size_t* offered);
   ssize_t write_file_head();
   void after_written();
   void deliver_acks();

@@ -54,15 +54,18 @@ void TcpServer::stop() {
       w->listener->close();
       // Abort what is still open: a graceful drain happens above this layer, before stop().
       for (auto& [conn, owned] : w->connections) owned->abort();
+      // One more iteration delivers the aborts' on_closed; then the rest (lingering
+      // connections) is destroyed here, on its own thread, before per-thread state goes.
+      w->reactor->post([w] {
+        w->reactor->post([w] {
+          w->connections.clear();
+          w->reactor->stop();
+        });
+      });
     });
-  }
-  for (auto& worker : workers_) {
-    // Let the aborts' end-of-iteration notifications run, then stop.
-    worker->reactor->post([w = worker.get()] { w->reactor->post([w] { w->reactor->stop(); }); });
   }
   for (auto& worker : workers_)
     if (worker->thread.joinable()) worker->thread.join();
-  for (auto& worker : workers_) worker->connections.clear();
   workers_.clear();
 }
 

@@ -78,6 +78,40 @@ const std::vector<FlagSpec>& specs() {
          else return false;
          return true;
        }},
+      {"max-header-bytes", "BYTES", core::format_bytes(d.max_header_bytes),
+       "request line plus headers at most; more is answered 431",
+       [](Flags& f, std::string_view v) { return core::parse_bytes(v, &f.max_header_bytes); }},
+      {"max-body-bytes", "BYTES", core::format_bytes(d.max_body_bytes),
+       "request body at most (Content-Length or chunked); more is answered 413",
+       [](Flags& f, std::string_view v) { return core::parse_bytes(v, &f.max_body_bytes); }},
+      {"request-timeout", "DURATION", core::format_duration_ms(d.request_timeout_ms),
+       "a started request must arrive whole within this, else 408 and close (slowloris)",
+       [](Flags& f, std::string_view v) { return core::parse_duration_ms(v, &f.request_timeout_ms); }},
+      {"keepalive-timeout", "DURATION", core::format_duration_ms(d.keepalive_timeout_ms),
+       "an idle keep-alive HTTP connection is closed after this",
+       [](Flags& f, std::string_view v) { return core::parse_duration_ms(v, &f.keepalive_timeout_ms); }},
+      {"allowed-origins", "LIST", "any",
+       "comma-separated Origin values allowed to open WebSockets (e.g. https://a.example); others get 403",
+       [](Flags& f, std::string_view v) { return f.allowed_origins = v, true; }},
+      {"max-message-size", "BYTES", core::format_bytes(d.max_message_size),
+       "WebSocket message size at most (after inflating); larger closes with 1009",
+       [](Flags& f, std::string_view v) { return core::parse_bytes(v, &f.max_message_size); }},
+      {"ping-interval", "DURATION", core::format_duration_ms(d.ping_interval_ms),
+       "ping a WebSocket that has been silent this long (0 = never)",
+       [](Flags& f, std::string_view v) { return core::parse_duration_ms(v, &f.ping_interval_ms); }},
+      {"idle-timeout", "DURATION", core::format_duration_ms(d.idle_timeout_ms),
+       "close (1001) a WebSocket silent this long, pongs included (0 = never)",
+       [](Flags& f, std::string_view v) { return core::parse_duration_ms(v, &f.idle_timeout_ms); }},
+      {"close-timeout", "DURATION", core::format_duration_ms(d.close_timeout_ms),
+       "after sending a close frame, wait this long for the peer's before dropping TCP",
+       [](Flags& f, std::string_view v) { return core::parse_duration_ms(v, &f.close_timeout_ms); }},
+      {"deflate", "off|shared|dedicated", d.deflate,
+       "permessage-deflate: shared = no context takeover, zlib state only during a message; "
+       "dedicated = per-connection windows",
+       [](Flags& f, std::string_view v) {
+         if (v != "off" && v != "shared" && v != "dedicated") return false;
+         return f.deflate = v, true;
+       }},
       {"log-level", "debug|info|warn|error", d.log_level, "least severe log level written",
        [](Flags& f, std::string_view v) {
          if (v != "debug" && v != "info" && v != "warn" && v != "error" && v != "off") return false;

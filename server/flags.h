@@ -24,6 +24,19 @@ struct Flags {
   net::WriteMode write_mode = net::WriteMode::kAck;
   net::ReadMode read_mode = net::ReadMode::kPush;
 
+  // HTTP
+  uint64_t max_header_bytes = 16 << 10;
+  uint64_t max_body_bytes = 1 << 20;
+  int64_t request_timeout_ms = 10000;
+  int64_t keepalive_timeout_ms = 60000;
+  // WebSocket
+  std::string allowed_origins;  // comma-separated; empty allows every origin
+  uint64_t max_message_size = 16 << 20;
+  int64_t ping_interval_ms = 30000;
+  int64_t idle_timeout_ms = 75000;
+  int64_t close_timeout_ms = 5000;
+  std::string deflate = "off";
+
   std::string log_level = "info";
   std::string log_format = "text";
   bool help = false;

@@ -1,13 +1,80 @@
-// server/http_service.cc — placeholder wiring until the ws/ layer lands (see issue 3).
+// server/http_service.cc — builds the HTTP/WebSocket service from the flags and runs it.
 #include "server/http_service.h"
 
 #include <cstdio>
+#include <sstream>
+
+#include "core/log.h"
+#include "net/tcp_server.h"
+#include "server/echo_endpoint.h"
+#include "server/routes.h"
+#include "server/stream_endpoint.h"
+#include "ws/http_connection.h"
 
 namespace weir::server {
+namespace {
 
-int run_http_service(const Flags&, const std::function<void()>&) {
-  std::fprintf(stderr, "weir: the HTTP/WebSocket service is not built yet; use --tcp-echo HOST:PORT\n");
-  return 2;
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> items;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) items.push_back(item);
+  return items;
+}
+
+ws::HttpServerOptions http_options(const Flags& flags) {
+  ws::HttpServerOptions o;
+  o.parser.max_header_bytes = flags.max_header_bytes;
+  o.parser.max_body_bytes = flags.max_body_bytes;
+  o.request_timeout_ms = flags.request_timeout_ms;
+  o.keepalive_timeout_ms = flags.keepalive_timeout_ms;
+  o.handshake.allowed_origins = split_list(flags.allowed_origins);
+  ws::parse_deflate_mode(flags.deflate, &o.deflate.mode);
+  o.websocket.max_message_size = flags.max_message_size;
+  o.websocket.ping_interval_ms = flags.ping_interval_ms;
+  o.websocket.idle_timeout_ms = flags.idle_timeout_ms;
+  o.websocket.close_timeout_ms = flags.close_timeout_ms;
+  return o;
+}
+
+}  // namespace
+
+int run_http_service(const Flags& flags, const std::function<void()>& wait) {
+  net::TcpServerOptions tcp;
+  std::string error;
+  if (!net::SocketAddress::parse(flags.listen, &tcp.listen, &error)) {
+    std::fprintf(stderr, "weir: --listen: %s\n", error.c_str());
+    return 2;
+  }
+  tcp.threads = flags.threads;
+  tcp.max_connections = flags.max_connections;
+  tcp.connection.high_watermark = flags.high_watermark;
+  tcp.connection.low_watermark = flags.low_watermark;
+  tcp.connection.max_buffer = flags.max_buffer;
+  tcp.connection.tcp_nodelay = flags.tcp_nodelay;
+  tcp.connection.linger_ms = flags.linger_ms;
+  tcp.connection.keep_open_on_peer_closed = true;  // answer pipelined requests after a half-close
+
+  const ws::HttpServerOptions options = http_options(flags);
+  Routes routes;
+  routes.add_websocket("/echo", std::make_unique<EchoEndpoint>());
+  routes.add_websocket("/stream", std::make_unique<StreamEndpoint>(StreamLimits{}));
+
+  net::TcpServer server(tcp, [&](net::Connection& conn) {
+    return std::make_unique<ws::HttpConnection>(conn, options, &routes);
+  });
+  if (!server.start(&error)) {
+    std::fprintf(stderr, "weir: %s\n", error.c_str());
+    return 1;
+  }
+  routes.set_ready(true);
+  log_info("weir listening on %s port %u, %d threads", tcp.listen.host().c_str(), server.port(),
+           server.threads());
+  wait();
+  routes.set_ready(false);
+  server.stop();
+  return 0;
 }
 
 }  // namespace weir::server

@@ -1,0 +1,38 @@
+// server/routes.cc — request routing.
+#include "server/routes.h"
+
+#include "core/metrics.h"
+#include "ws/http_response.h"
+
+namespace weir::server {
+
+void Routes::add_websocket(std::string path, std::unique_ptr<ws::WebSocketEndpoint> endpoint) {
+  websockets_[std::move(path)] = std::move(endpoint);
+}
+
+ws::WebSocketEndpoint* Routes::websocket_endpoint(std::string_view path) {
+  auto it = websockets_.find(path);
+  return it == websockets_.end() ? nullptr : it->second.get();
+}
+
+void Routes::handle(const ws::HttpRequest& request, ws::HttpReply& reply) {
+  std::string_view path = request.path();
+  bool known = path == "/healthz" || path == "/readyz" || path == "/metrics" ||
+               websockets_.find(path) != websockets_.end();
+  if (!known) return reply.respond_error(404, "no such route");
+  bool get_or_head = request.method() == ws::HttpMethod::kGet || request.method() == ws::HttpMethod::kHead;
+  if (!get_or_head)
+    return reply.respond(405, "text/plain", "method not allowed\n", "Allow: GET, HEAD\r\n");
+  if (path == "/healthz") return reply.respond(200, "text/plain", "ok\n");
+  if (path == "/readyz") {
+    if (ready_.load(std::memory_order_acquire)) return reply.respond(200, "text/plain", "ready\n");
+    return reply.respond(503, "text/plain", "not ready\n");
+  }
+  if (path == "/metrics")
+    return reply.respond(200, "text/plain; version=0.0.4; charset=utf-8", core::render_metrics());
+  // A WebSocket path asked for without the upgrade.
+  reply.respond(426, "text/plain", "this endpoint speaks WebSocket: send an upgrade request\n",
+                "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n");
+}
+
+}  // namespace weir::server

@@ -1,0 +1,32 @@
+// server/routes.h — weir's HTTP routes: health, readiness, metrics, and the WebSocket
+// endpoints by path.
+//
+// Thread-safety: handle() and websocket_endpoint() run on any reactor thread at once; the
+// routes hold only immutable endpoint objects and an atomic readiness flag.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "ws/http_connection.h"
+
+namespace weir::server {
+
+class Routes : public ws::HttpRoutes {
+ public:
+  // Registers a WebSocket endpoint; before the server starts.
+  void add_websocket(std::string path, std::unique_ptr<ws::WebSocketEndpoint> endpoint);
+  // /readyz answers 503 while not ready (starting, draining). Any thread.
+  void set_ready(bool ready) { ready_.store(ready, std::memory_order_release); }
+
+  void handle(const ws::HttpRequest& request, ws::HttpReply& reply) override;
+  ws::WebSocketEndpoint* websocket_endpoint(std::string_view path) override;
+
+ private:
+  std::map<std::string, std::unique_ptr<ws::WebSocketEndpoint>, std::less<>> websockets_;
+  std::atomic<bool> ready_{false};
+};
+
+}  // namespace weir::server

@@ -1,0 +1,269 @@
+// ws/http_connection.cc — HTTP/1.1 request handling and the WebSocket upgrade.
+#include "ws/http_connection.h"
+
+#include <cstdlib>
+
+#include "core/log.h"
+#include "core/metrics.h"
+#include "ws/http_response.h"
+
+namespace weir::ws {
+namespace {
+
+core::Counter g_responses[] = {
+    {"weir_http_responses_total", "HTTP responses sent, by status class", "class=\"1xx\""},
+    {"weir_http_responses_total", "HTTP responses sent, by status class", "class=\"2xx\""},
+    {"weir_http_responses_total", "HTTP responses sent, by status class", "class=\"3xx\""},
+    {"weir_http_responses_total", "HTTP responses sent, by status class", "class=\"4xx\""},
+    {"weir_http_responses_total", "HTTP responses sent, by status class", "class=\"5xx\""},
+};
+core::Counter g_hs_ok("weir_ws_handshakes_total", "WebSocket handshakes, by result", "result=\"accepted\"");
+core::Counter g_hs_bad("weir_ws_handshakes_total", "WebSocket handshakes, by result", "result=\"bad_request\"");
+core::Counter g_hs_origin("weir_ws_handshakes_total", "WebSocket handshakes, by result", "result=\"forbidden_origin\"");
+core::Counter g_hs_version("weir_ws_handshakes_total", "WebSocket handshakes, by result", "result=\"unsupported_version\"");
+core::Counter g_hs_method("weir_ws_handshakes_total", "WebSocket handshakes, by result", "result=\"method_not_allowed\"");
+core::Counter g_hs_path("weir_ws_handshakes_total", "WebSocket handshakes, by result", "result=\"not_found\"");
+core::Counter g_timeouts("weir_http_request_timeouts_total", "Requests answered 408 (headers or body too slow)");
+
+void count_response(int status) {
+  int cls = status / 100;
+  if (cls >= 1 && cls <= 5) g_responses[cls - 1].inc();
+}
+
+void count_handshake_failure(int status) {
+  switch (status) {
+    case 403: return g_hs_origin.inc();
+    case 426: return g_hs_version.inc();
+    case 405: return g_hs_method.inc();
+    case 404: return g_hs_path.inc();
+    default: return g_hs_bad.inc();
+  }
+}
+
+thread_local std::unique_ptr<DeflateWorkspace> t_workspace;
+
+}  // namespace
+
+DeflateWorkspace& thread_deflate_workspace() {
+  if (!t_workspace) t_workspace = std::make_unique<DeflateWorkspace>();
+  return *t_workspace;
+}
+
+// ---------------------------------------------------------------- replies
+
+void DeferredReply::send(std::string response_bytes, bool close_after) {
+  auto conn = conn_.lock();
+  if (!conn || !*conn) return;
+  (*conn)->complete(slot_, std::move(response_bytes), close_after);
+}
+
+void HttpReply::respond(int status, std::string_view content_type, std::string_view body,
+                        std::string_view extra_header_lines) {
+  std::string bytes;
+  bytes.reserve(160 + body.size());
+  HttpResponse response(&bytes, status);
+  if (!content_type.empty()) response.header("Content-Type", content_type);
+  response.raw_headers(extra_header_lines).close(closing_).end(body, head_);
+  answered_ = true;
+  conn_->complete(slot_, std::move(bytes), closing_);
+}
+
+void HttpReply::respond_error(int status, std::string_view reason) {
+  answered_ = true;
+  conn_->complete(slot_, make_error_response(status, reason, closing_, head_), closing_);
+}
+
+DeferredReply HttpReply::defer() {
+  answered_ = true;
+  DeferredReply deferred;
+  deferred.conn_ = conn_->self_;
+  deferred.slot_ = slot_;
+  deferred.head_ = head_;
+  return deferred;
+}
+
+// ---------------------------------------------------------------- connection
+
+HttpConnection::HttpConnection(net::Connection& conn, const HttpServerOptions& options, HttpRoutes* routes)
+    : conn_(conn),
+      options_(options),
+      routes_(routes),
+      parser_(options.parser),
+      self_(std::make_shared<HttpConnection*>(this)) {
+  last_activity_ms_ = conn_.reactor().now_ms();
+  timer_.set_callback([this] { on_timer(); });
+  // A fresh connection must send its first request within the request timeout.
+  conn_.reactor().schedule(timer_, options_.request_timeout_ms);
+}
+
+HttpConnection::~HttpConnection() { *self_ = nullptr; }
+
+void HttpConnection::on_data(net::Connection&, char* data, size_t len) {
+  last_activity_ms_ = conn_.reactor().now_ms();
+  if (closing_) return;  // answering a last request; later bytes are not ours to parse
+  if (!held_.empty()) {
+    held_.append(data, len);
+    return;
+  }
+  process(data, len);
+}
+
+void HttpConnection::process(char* data, size_t len) {
+  size_t offset = 0;
+  while (offset < len && !closing_) {
+    if (slots_.size() >= options_.max_pipelined) {
+      held_.append(data + offset, len - offset);
+      conn_.suspend_reading();
+      return;
+    }
+    if (request_started_ms_ < 0) request_started_ms_ = conn_.reactor().now_ms();
+    FeedResult r = parser_.feed(data + offset, len - offset);
+    offset += r.consumed;
+    switch (r.status) {
+      case FeedStatus::kNeedMore:
+        if (!parser_.mid_request()) request_started_ms_ = -1;
+        return;
+      case FeedStatus::kRequest:
+        request_started_ms_ = -1;
+        handle_request(parser_.request());
+        break;
+      case FeedStatus::kUpgrade:
+        request_started_ms_ = -1;
+        upgrade(parser_.request(), data + offset, len - offset);
+        return;
+      case FeedStatus::kError:
+        reject(r.http_status, r.reason);
+        return;
+    }
+  }
+}
+
+void HttpConnection::handle_request(const HttpRequest& request) {
+  bool close = !request.keep_alive();
+  uint64_t id = next_slot_++;
+  slots_.push_back(Slot{id, false, false, {}});
+  if (close) closing_ = true;
+  HttpReply reply(this, id, request.method() == HttpMethod::kHead, close);
+  routes_->handle(request, reply);
+  if (!reply.answered_) reply.respond_error(500, "the route produced no response");
+}
+
+void HttpConnection::upgrade(const HttpRequest& request, char* rest, size_t rest_len) {
+  WebSocketEndpoint* endpoint = routes_->websocket_endpoint(request.path());
+  if (!endpoint) {
+    count_handshake_failure(404);
+    reject(404, "no WebSocket endpoint at this path");
+    return;
+  }
+  HandshakeResult hs = validate_upgrade(request, options_.handshake);
+  if (!hs.ok) {
+    count_handshake_failure(hs.status);
+    count_response(hs.status);
+    closing_ = true;
+    slots_.push_back(Slot{next_slot_++, true, true, build_rejection_response(hs)});
+    write_ready_slots();
+    return;
+  }
+  if (!slots_.empty()) {  // a deferred answer to an earlier request is still owed
+    reject(400, "upgrade pipelined behind an unanswered request");
+    return;
+  }
+  DeflateAgreement deflate;
+  if (options_.deflate.mode != DeflateMode::kOff && !hs.extensions.empty()) {
+    deflate = negotiate_deflate(hs.extensions, options_.deflate);
+    if (deflate.accepted) hs.extra_response_headers = "Sec-WebSocket-Extensions: " + deflate.response + "\r\n";
+  }
+  g_hs_ok.inc();
+  count_response(101);
+  conn_.write(build_upgrade_response(hs));
+  timer_.cancel();
+  auto session = std::make_unique<WebSocketSession>(conn_, options_.websocket,
+                                                    deflate.accepted ? &deflate.params : nullptr,
+                                                    &thread_deflate_workspace(), hs.subprotocol);
+  WebSocketSession* s = session.get();
+  conn_.set_handler(std::move(session));  // retires this handler after the iteration
+  s->start(endpoint->create(*s, request));
+  if (rest_len > 0 && s->is_open()) s->on_data(conn_, rest, rest_len);
+}
+
+// Answers a malformed or refused request after the responses owed before it, then closes.
+void HttpConnection::reject(int status, std::string_view reason) {
+  log_debug("connection %llu %s: HTTP %d: %.*s", static_cast<unsigned long long>(conn_.id()),
+            conn_.peer().to_string().c_str(), status, static_cast<int>(reason.size()), reason.data());
+  closing_ = true;
+  uint64_t id = next_slot_++;
+  slots_.push_back(Slot{id, false, false, {}});
+  complete(id, make_error_response(status, reason, true), true);
+}
+
+void HttpConnection::complete(uint64_t slot, std::string bytes, bool close_after) {
+  for (Slot& s : slots_) {
+    if (s.id != slot) continue;
+    s.ready = true;
+    s.close_after = close_after;
+    s.bytes = std::move(bytes);
+    break;
+  }
+  write_ready_slots();
+}
+
+void HttpConnection::write_ready_slots() {
+  while (!slots_.empty() && slots_.front().ready) {
+    Slot& s = slots_.front();
+    if (s.bytes.size() > 12) count_response(std::atoi(s.bytes.c_str() + 9));  // "HTTP/1.1 NNN"
+    conn_.write(s.bytes);
+    if (s.close_after) {
+      slots_.clear();
+      timer_.cancel();
+      conn_.close();
+      return;
+    }
+    slots_.pop_front();
+  }
+  if (!held_.empty() && slots_.size() < options_.max_pipelined) {
+    // Parse what arrived while the pipeline was full; new bytes queue behind it meanwhile.
+    core::ByteBuffer pending;
+    pending.append(held_.peek(), held_.readable());
+    held_.retrieve_all();
+    held_.shrink_if_empty();
+    process(pending.peek(), pending.readable());
+    if (held_.empty()) conn_.resume_reading();
+  }
+  if (closing_ && slots_.empty() && !conn_.closing()) conn_.close();
+}
+
+void HttpConnection::on_peer_closed(net::Connection&) {
+  closing_ = true;  // answer what was asked, then close
+  if (slots_.empty()) conn_.close();
+}
+
+void HttpConnection::on_closed(net::Connection&, net::CloseReason, std::string_view) {
+  timer_.cancel();
+  *self_ = nullptr;
+}
+
+// One timer serves both limits: a started request must finish within request_timeout (408,
+// against slowloris), an idle keep-alive connection closes after keepalive_timeout.
+void HttpConnection::on_timer() {
+  int64_t now = conn_.reactor().now_ms();
+  if (request_started_ms_ >= 0 || next_slot_ == 1) {
+    int64_t started = request_started_ms_ >= 0 ? request_started_ms_ : last_activity_ms_;
+    int64_t left = started + options_.request_timeout_ms - now;
+    if (left <= 0) {
+      g_timeouts.inc();
+      parser_.reset();
+      reject(408, "request not received in time");
+      return;
+    }
+    conn_.reactor().schedule(timer_, left);
+    return;
+  }
+  int64_t left = last_activity_ms_ + options_.keepalive_timeout_ms - now;
+  if (left <= 0 && slots_.empty()) {
+    conn_.close();
+    return;
+  }
+  conn_.reactor().schedule(timer_, left > 0 ? left : options_.keepalive_timeout_ms);
+}
+
+}  // namespace weir::ws

@@ -1,0 +1,139 @@
+// ws/http_connection.h — HTTP/1.1 on one connection: requests parsed by llhttp, pipelined
+// responses written in request order, keep-alive and slowloris timeouts, and the upgrade
+// to a WebSocket session.
+//
+// Responses may be produced later (a publish answered by a room's owner on another thread):
+// each request gets a slot in order, and a slot's bytes go out only when every earlier slot
+// has gone out. Reading pauses while max_pipelined responses are outstanding.
+//
+// Thread-safety: none; a connection's handler lives on its reactor thread. A DeferredReply
+// must be completed on that thread (post to connection().reactor()).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "core/timer_wheel.h"
+#include "net/connection.h"
+#include "ws/deflate_negotiation.h"
+#include "ws/handshake.h"
+#include "ws/http_parser.h"
+#include "ws/websocket_session.h"
+
+namespace weir::ws {
+
+class HttpConnection;
+
+struct HttpServerOptions {
+  HttpParserConfig parser;
+  int64_t request_timeout_ms = 10000;     // a started request must be complete within this (408)
+  int64_t keepalive_timeout_ms = 60000;   // an idle keep-alive connection closes after this
+  size_t max_pipelined = 16;              // outstanding responses before reading pauses
+  HandshakeConfig handshake;
+  DeflateServerPolicy deflate;
+  WebSocketOptions websocket;
+};
+
+// A response slot that will be filled later, on the connection's reactor thread. Completing a
+// reply whose connection has gone is a no-op.
+class DeferredReply {
+ public:
+  DeferredReply() = default;
+  void send(std::string response_bytes, bool close_after = false);
+  bool head_request() const { return head_; }
+
+ private:
+  friend class HttpConnection;
+  friend class HttpReply;
+  std::weak_ptr<HttpConnection*> conn_;
+  uint64_t slot_ = 0;
+  bool head_ = false;
+};
+
+// What a route answers with. Either respond() now or defer() and complete later.
+class HttpReply {
+ public:
+  void respond(int status, std::string_view content_type, std::string_view body,
+               std::string_view extra_header_lines = {});
+  void respond_error(int status, std::string_view reason);
+  // For routes that answer asynchronously.
+  DeferredReply defer();
+  bool head_request() const { return head_; }
+
+ private:
+  friend class HttpConnection;
+  HttpReply(HttpConnection* conn, uint64_t slot, bool head, bool closing)
+      : conn_(conn), slot_(slot), head_(head), closing_(closing) {}
+  HttpConnection* conn_;
+  uint64_t slot_;
+  bool head_;
+  bool closing_;
+  bool answered_ = false;
+};
+
+// A WebSocket application at a path; creates one handler per session.
+class WebSocketEndpoint {
+ public:
+  virtual ~WebSocketEndpoint() = default;
+  virtual std::unique_ptr<WebSocketHandler> create(WebSocketSession& session,
+                                                   const HttpRequest& request) = 0;
+};
+
+// The server's routes (implemented above the ws layer).
+class HttpRoutes {
+ public:
+  virtual ~HttpRoutes() = default;
+  virtual void handle(const HttpRequest& request, HttpReply& reply) = 0;
+  virtual WebSocketEndpoint* websocket_endpoint(std::string_view path) = 0;
+};
+
+class HttpConnection final : public net::ConnectionHandler {
+ public:
+  HttpConnection(net::Connection& conn, const HttpServerOptions& options, HttpRoutes* routes);
+  ~HttpConnection() override;
+
+  void on_data(net::Connection& conn, char* data, size_t len) override;
+  void on_closed(net::Connection& conn, net::CloseReason reason, std::string_view detail) override;
+  void on_peer_closed(net::Connection& conn) override;
+
+ private:
+  friend class DeferredReply;
+  friend class HttpReply;
+  struct Slot {
+    uint64_t id;
+    bool ready = false;
+    bool close_after = false;
+    std::string bytes;
+  };
+
+  void process(char* data, size_t len);
+  void handle_request(const HttpRequest& request);
+  void upgrade(const HttpRequest& request, char* rest, size_t rest_len);
+  void reject(int status, std::string_view reason);
+  void complete(uint64_t slot, std::string bytes, bool close_after);
+  void write_ready_slots();
+  void arm_timer();
+  void on_timer();
+
+  net::Connection& conn_;
+  const HttpServerOptions& options_;
+  HttpRoutes* routes_;
+  HttpParser parser_;
+  std::deque<Slot> slots_;
+  uint64_t next_slot_ = 1;
+  bool closing_ = false;  // a response with Connection: close is queued; nothing more is read
+  core::ByteBuffer held_;  // bytes not parsed while max_pipelined responses are outstanding
+  std::shared_ptr<HttpConnection*> self_;
+  int64_t request_started_ms_ = -1;
+  int64_t last_activity_ms_ = 0;
+  core::Timer timer_;
+};
+
+// The zlib workspace of the calling reactor thread (created on first use, destroyed with the
+// thread).
+DeflateWorkspace& thread_deflate_workspace();
+
+}  // namespace weir::ws
