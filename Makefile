@@ -116,4 +116,4 @@ format:
 clean:
 	rm -rf build build-asan build-tsan build-fuzz
 
--include $(OBJS:.o=.d) $(TEST_OBJS:.o=.d) $(LOAD_OBJS:.o=.d) $(BENCH_OBJS:.o=.d)
+-include $(OBJS:.o=.d) $(BUILD)/server/main.d $(TEST_OBJS:.o=.d) $(LOAD_OBJS:.o=.d) $(BENCH_OBJS:.o=.d)

@@ -14,9 +14,18 @@
 
 #include "core/log.h"
 #include "core/metrics.h"
+#include "net/net_metrics.h"
 #include "net/socket_ops.h"
 
 namespace weir::net {
+
+namespace metrics {
+core::Counter bytes_received("weir_tcp_bytes_received_total", "Bytes read from TCP sockets");
+core::Counter bytes_sent("weir_tcp_bytes_sent_total", "Bytes written to TCP sockets");
+core::Counter read_calls("weir_read_syscalls_total", "read(2) calls on connections");
+core::Counter write_calls("weir_write_syscalls_total", "writev(2) and sendfile(2) calls on connections");
+}  // namespace metrics
+
 namespace {
 
 constexpr size_t kReadBufferSize = 64 * 1024;
@@ -30,10 +39,10 @@ thread_local char t_read_buffer[kReadBufferSize];
 std::atomic<uint64_t> g_next_id{1};
 
 core::Gauge g_open("weir_connections_open", "TCP connections currently open");
-core::Counter g_bytes_in("weir_tcp_bytes_received_total", "Bytes read from TCP sockets");
-core::Counter g_bytes_out("weir_tcp_bytes_sent_total", "Bytes written to TCP sockets");
-core::Counter g_read_calls("weir_read_syscalls_total", "read(2) calls on connections");
-core::Counter g_write_calls("weir_write_syscalls_total", "writev(2) and sendfile(2) calls on connections");
+core::Counter& g_bytes_in = metrics::bytes_received;
+core::Counter& g_bytes_out = metrics::bytes_sent;
+core::Counter& g_read_calls = metrics::read_calls;
+core::Counter& g_write_calls = metrics::write_calls;
 core::Counter g_high_marks("weir_high_watermark_crossings_total", "Times a connection's queue reached the high watermark");
 core::Counter g_suspended("weir_reading_suspended_seconds_total", "Time connections spent with reading suspended", "", 1000);
 core::Counter g_overruns("weir_buffer_overruns_total", "Connections dropped because their queue passed max-buffer");
@@ -75,6 +84,7 @@ Connection::Connection(core::Reactor& reactor, int fd, const ConnectionOptions& 
   linger_timer_.set_callback([this] { on_linger_timeout(); });
   reactor_.add(fd_, this);
   g_open.inc();
+  if (options_.tls) start_tls();
 }
 
 Connection::~Connection() {
@@ -119,7 +129,7 @@ WriteResult Connection::write_file(int fd, uint64_t offset, uint64_t length, uin
 WriteResult Connection::write(std::span<const WritePart> parts) {
   if (state_ != State::kOpen && state_ != State::kHalfClosedByPeer) return WriteResult::kClosed;
   if (options_.write_mode != WriteMode::kAck) {
-    bool pending = !output_.empty() || !files_.empty();
+    bool pending = output_pending();
     if (writes_suspended_ || pending) {
       if (options_.write_mode == WriteMode::kNackSuspend) writes_suspended_ = true;
       g_nacks.inc();
@@ -203,6 +213,7 @@ void Connection::resume_writing() {
 }
 
 bool Connection::write_some() {
+  if (tls_) return tls_write_some();
   while (fd_ >= 0 && writable_ && (!output_.empty() || !files_.empty())) {
     bool file_next = !files_.empty() && files_.front().chain_before == chain_written_;
     size_t limit = files_.empty() ? SIZE_MAX : files_.front().chain_before - chain_written_;
@@ -280,7 +291,7 @@ void Connection::after_written() {
   deliver_acks();
   if (fd_ < 0) return;
   check_low_watermark();
-  bool empty = output_.empty() && files_.empty();
+  bool empty = !output_pending();
   if (empty && resume_pending_ && state_ != State::kClosed) {
     resume_pending_ = false;
     writes_suspended_ = false;
@@ -322,7 +333,7 @@ void Connection::resume_reading() {
   reading_enabled_ = true;
   // Edge-triggered: bytes that arrived while suspended raise no new event, so read them here,
   // at the end of the iteration (never inside the caller's own callback).
-  if (readable_) {
+  if (readable_ || (tls_ && tls_->has_buffered_plaintext())) {
     read_requested_ = true;
     reactor_.on_end_of_iteration(this);
   }
@@ -340,7 +351,7 @@ void Connection::on_io(uint32_t events) {
   if (events & (EPOLLRDHUP | EPOLLHUP)) peer_fin_pending_ = true;
   if (events & EPOLLOUT) {
     writable_ = true;
-    if (!output_.empty() || !files_.empty() || resume_pending_) {
+    if (output_pending() || resume_pending_) {
       if (!write_some()) return;
     }
   }
@@ -364,6 +375,7 @@ void Connection::handle_readable() {
 }
 
 void Connection::read_loop() {
+  if (tls_) return tls_read_loop();
   for (int i = 0; i < kMaxReadsPerEvent; ++i) {
     if (fd_ < 0 || !reading_enabled_ || closed_notify_pending_) return;
     g_read_calls.inc();
@@ -431,7 +443,7 @@ void Connection::handle_eof() {
       state_ = State::kClosing;
       close_reason_ = CloseReason::kPeerClosed;
       close_detail_ = "peer closed";
-      if (output_.empty() && files_.empty()) start_shutdown_write();
+      if (!output_pending()) start_shutdown_write();
       else schedule_flush();
       return;
     case State::kConfirmClosing:
@@ -449,7 +461,7 @@ void Connection::close() {
   state_ = State::kClosing;
   close_reason_ = CloseReason::kClosed;
   close_detail_ = "closed";
-  if (output_.empty() && files_.empty()) start_shutdown_write();
+  if (!output_pending()) start_shutdown_write();
   else schedule_flush();
 }
 
@@ -458,7 +470,7 @@ void Connection::confirmed_close() {
   bool peer_done = state_ == State::kHalfClosedByPeer;
   state_ = State::kConfirmClosing;
   if (peer_done) peer_fin_received_ = true;
-  if (output_.empty() && files_.empty()) start_shutdown_write();
+  if (!output_pending()) start_shutdown_write();
   else schedule_flush();
 }
 
@@ -469,6 +481,8 @@ void Connection::abort() {
 }
 
 void Connection::start_shutdown_write() {
+  // TLS: close_notify goes after the last record, and the FIN after close_notify.
+  if (tls_ && !tls_close_notify_queued_ && !queue_close_notify()) return;
   shutdown_sent_ = true;
   ::shutdown(fd_, SHUT_WR);
   if (state_ == State::kConfirmClosing) {
@@ -496,6 +510,7 @@ void Connection::on_linger_timeout() {
 void Connection::finish(CloseReason reason, std::string detail) {
   notify_closed(reason, std::move(detail));
   output_.clear();
+  cipher_.clear();
   if (fd_ >= 0) release_fd();
 }
 
@@ -533,7 +548,7 @@ void Connection::on_end_of_iteration() {
   in_hook_ = true;
   if (read_requested_) {
     read_requested_ = false;
-    if (readable_) handle_readable();
+    if (readable_ || (tls_ && tls_->has_buffered_plaintext())) handle_readable();
   }
   if (flush_requested_ && fd_ >= 0) {
     flush_requested_ = false;

@@ -31,10 +31,12 @@
 #include "core/reactor.h"
 #include "core/timer_wheel.h"
 #include "net/address.h"
+#include "net/tls_session.h"
 
 namespace weir::net {
 
 class Connection;
+class TlsContext;
 
 enum class WriteMode {
   kAck,          // every write is queued; a write may carry an ack token
@@ -96,6 +98,8 @@ struct ConnectionOptions {
   bool tcp_nodelay = true;
   bool keep_open_on_peer_closed = false;
   int64_t linger_ms = 2000;  // after our FIN, how long to drain the peer's bytes before closing
+  TlsContext* tls = nullptr;          // set: the connection speaks TLS (server side)
+  int64_t tls_handshake_timeout_ms = 10000;
 };
 
 // Receives a connection's events. Each callback runs on the connection's reactor thread.
@@ -161,7 +165,10 @@ class Connection : public core::IoHandler, public core::IterationHook, public co
   bool closed() const { return state_ == State::kClosed || state_ == State::kLingering; }
 
   // ---- state ----
-  size_t queued_bytes() const { return output_.bytes() + file_bytes_queued_; }
+  // Bytes waiting to reach the kernel: plaintext queued plus, under TLS, ciphertext.
+  size_t queued_bytes() const { return output_.bytes() + file_bytes_queued_ + cipher_.bytes(); }
+  bool tls() const { return tls_ != nullptr; }
+  bool tls_established() const { return tls_ && tls_->established(); }
   bool above_high_watermark() const { return above_high_; }
   uint64_t bytes_written() const { return written_total_; }
   uint64_t bytes_read() const { return read_total_; }
@@ -204,6 +211,17 @@ class Connection : public core::IoHandler, public core::IterationHook, public co
   void handle_eof();
   void discard_input();
 
+  bool output_pending() const { return !output_.empty() || !files_.empty() || !cipher_.empty(); }
+
+  // TLS path (net/connection_tls.cc).
+  void start_tls();
+  bool tls_write_some();
+  bool encrypt_pending();
+  void tls_read_loop();
+  bool tls_advance_handshake();
+  bool queue_close_notify();
+  void after_cipher_written();
+
   void start_shutdown_write();
   void finish(CloseReason reason, std::string detail);
   void notify_closed(CloseReason reason, std::string detail);
@@ -235,7 +253,6 @@ class Connection : public core::IoHandler, public core::IterationHook, public co
   bool read_requested_ = false;   // resume_reading() or fairness: read at end of iteration
   bool readable_ = false;         // kernel may hold bytes we have not read (edge-triggered)
   bool reading_enabled_ = true;
-  bool pull_read_granted_ = false;
   bool writes_suspended_ = false;  // NACK-suspend after a refusal
   bool resume_pending_ = false;    // resume_writing() awaiting an empty queue
   bool above_high_ = false;
@@ -250,6 +267,20 @@ class Connection : public core::IoHandler, public core::IterationHook, public co
   CloseReason close_reason_ = CloseReason::kClosed;
   std::string close_detail_;
   core::Timer linger_timer_;
+
+  // TLS: ciphertext queued for the socket, and which plaintext position each record ends.
+  struct CipherMark {
+    uint64_t cipher_end;
+    uint64_t plain_end;
+  };
+  std::unique_ptr<TlsSession> tls_;
+  core::BufferChain cipher_;
+  std::deque<CipherMark> cipher_marks_;
+  uint64_t cipher_enqueued_ = 0;
+  uint64_t cipher_written_ = 0;
+  uint64_t plain_encrypted_ = 0;
+  bool tls_close_notify_queued_ = false;
+  core::Timer tls_timer_;
 };
 
 }  // namespace weir::net

@@ -112,6 +112,14 @@ const std::vector<FlagSpec>& specs() {
          if (v != "off" && v != "shared" && v != "dedicated") return false;
          return f.deflate = v, true;
        }},
+      {"tls-cert", "FILE", "off",
+       "PEM certificate chain: the listener then serves https:// and wss:// (TLS 1.2+); SIGHUP reloads it",
+       [](Flags& f, std::string_view v) { return f.tls_cert = v, true; }},
+      {"tls-key", "FILE", "off", "PEM private key for --tls-cert",
+       [](Flags& f, std::string_view v) { return f.tls_key = v, true; }},
+      {"tls-handshake-timeout", "DURATION", core::format_duration_ms(d.tls_handshake_timeout_ms),
+       "a TLS handshake not finished within this is dropped",
+       [](Flags& f, std::string_view v) { return core::parse_duration_ms(v, &f.tls_handshake_timeout_ms); }},
       {"log-level", "debug|info|warn|error", d.log_level, "least severe log level written",
        [](Flags& f, std::string_view v) {
          if (v != "debug" && v != "info" && v != "warn" && v != "error" && v != "off") return false;
@@ -171,6 +179,10 @@ bool parse_flags(int argc, char** argv, Flags* flags, std::string* error) {
   }
   if (flags->max_buffer && flags->max_buffer < flags->high_watermark) {
     *error = "--max-buffer must be at least --high-watermark (or 0 for no limit)";
+    return false;
+  }
+  if (flags->tls_cert.empty() != flags->tls_key.empty()) {
+    *error = "--tls-cert and --tls-key go together";
     return false;
   }
   if (flags->threads == 0) flags->threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));

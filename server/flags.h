@@ -36,6 +36,10 @@ struct Flags {
   int64_t idle_timeout_ms = 75000;
   int64_t close_timeout_ms = 5000;
   std::string deflate = "off";
+  // TLS
+  std::string tls_cert;  // PEM certificate chain; with tls_key, the listener speaks TLS only
+  std::string tls_key;
+  int64_t tls_handshake_timeout_ms = 10000;
 
   std::string log_level = "info";
   std::string log_format = "text";

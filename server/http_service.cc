@@ -6,6 +6,7 @@
 
 #include "core/log.h"
 #include "net/tcp_server.h"
+#include "net/tls_context.h"
 #include "server/echo_endpoint.h"
 #include "server/routes.h"
 #include "server/stream_endpoint.h"
@@ -40,7 +41,7 @@ ws::HttpServerOptions http_options(const Flags& flags) {
 
 }  // namespace
 
-int run_http_service(const Flags& flags, const std::function<void()>& wait) {
+int run_http_service(const Flags& flags, const WaitForShutdown& wait) {
   net::TcpServerOptions tcp;
   std::string error;
   if (!net::SocketAddress::parse(flags.listen, &tcp.listen, &error)) {
@@ -55,6 +56,16 @@ int run_http_service(const Flags& flags, const std::function<void()>& wait) {
   tcp.connection.tcp_nodelay = flags.tcp_nodelay;
   tcp.connection.linger_ms = flags.linger_ms;
   tcp.connection.keep_open_on_peer_closed = true;  // answer pipelined requests after a half-close
+  std::unique_ptr<net::TlsContext> tls;
+  if (!flags.tls_cert.empty()) {
+    tls = net::TlsContext::create(flags.tls_cert, flags.tls_key, &error);
+    if (!tls) {
+      std::fprintf(stderr, "weir: TLS: %s\n", error.c_str());
+      return 2;
+    }
+    tcp.connection.tls = tls.get();
+    tcp.connection.tls_handshake_timeout_ms = flags.tls_handshake_timeout_ms;
+  }
 
   const ws::HttpServerOptions options = http_options(flags);
   Routes routes;
@@ -69,9 +80,16 @@ int run_http_service(const Flags& flags, const std::function<void()>& wait) {
     return 1;
   }
   routes.set_ready(true);
-  log_info("weir listening on %s port %u, %d threads", tcp.listen.host().c_str(), server.port(),
-           server.threads());
-  wait();
+  log_info("weir listening on %s port %u%s, %d threads", tcp.listen.host().c_str(), server.port(),
+           tls ? " (TLS)" : "", server.threads());
+  wait([&] {
+    if (!tls) return;
+    std::string reload_error;
+    if (tls->reload(&reload_error))
+      log_info("TLS certificate reloaded from %s", flags.tls_cert.c_str());
+    else
+      log_error("TLS reload failed, keeping the old certificate: %s", reload_error.c_str());
+  });
   routes.set_ready(false);
   server.stop();
   return 0;

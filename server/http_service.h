@@ -7,8 +7,10 @@
 
 namespace weir::server {
 
-// Starts the service on flags.listen, calls `wait` (which returns on SIGINT/SIGTERM), then
-// shuts down. Returns the process exit code.
-int run_http_service(const Flags& flags, const std::function<void()>& wait);
+// Called by the service with what to do on SIGHUP; returns on SIGINT/SIGTERM.
+using WaitForShutdown = std::function<void(const std::function<void()>& on_reload)>;
+
+// Starts the service on flags.listen, waits, then shuts down. Returns the exit code.
+int run_http_service(const Flags& flags, const WaitForShutdown& wait);
 
 }  // namespace weir::server

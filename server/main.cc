@@ -2,6 +2,7 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <functional>
 #include <string>
 
 #include "core/log.h"
@@ -21,16 +22,25 @@ sigset_t block_signals() {
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
   return set;
 }
 
-int wait_for_shutdown(const sigset_t& set) {
-  int sig = 0;
-  sigwait(&set, &sig);
-  log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
-  return sig;
+// Returns on SIGINT/SIGTERM; SIGHUP runs `on_reload` and keeps waiting.
+void wait_for_shutdown(const sigset_t& set, const std::function<void()>& on_reload) {
+  for (;;) {
+    int sig = 0;
+    sigwait(&set, &sig);
+    if (sig == SIGHUP) {
+      log_info("received SIGHUP, reloading");
+      if (on_reload) on_reload();
+      continue;
+    }
+    log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+    return;
+  }
 }
 
 net::TcpServerOptions server_options(const server::Flags& flags, const std::string& listen,
@@ -64,7 +74,7 @@ int run_tcp_echo(const server::Flags& flags, const sigset_t& signals) {
     return 1;
   }
   log_info("tcp echo on %s port %u, %d threads", o.listen.host().c_str(), server.port(), server.threads());
-  wait_for_shutdown(signals);
+  wait_for_shutdown(signals, nullptr);
   server.stop();
   return 0;
 }
@@ -88,5 +98,7 @@ int main(int argc, char** argv) {
   core::set_log_format(flags.log_format == "json" ? core::LogFormat::kJson : core::LogFormat::kText);
   sigset_t signals = block_signals();
   if (!flags.tcp_echo.empty()) return run_tcp_echo(flags, signals);
-  return server::run_http_service(flags, [&] { wait_for_shutdown(signals); });
+  return server::run_http_service(flags, [&](const std::function<void()>& on_reload) {
+    wait_for_shutdown(signals, on_reload);
+  });
 }
