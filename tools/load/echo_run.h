@@ -1,0 +1,116 @@
+// tools/load/echo_run.h — the echo scenario, shared by `echo` (WebSocket) and `tcp-echo` (raw
+// TCP): N connections each keep D messages in flight; every echo is verified byte for byte
+// and its round trip recorded; the main thread samples each second and reports.
+//
+// Phases: connect (all connections opened or --connect-timeout), warmup (load, not counted),
+// measure (--seconds), drain (no new messages; in-flight echoes still verified, up to 2 s),
+// close. Each transport supplies an EchoSession: how to connect, frame, and close.
+//
+// Thread-safety: an EchoWorker and its sessions live on one reactor thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "core/reactor.h"
+#include "net/connection.h"
+#include "tools/load/connector.h"
+#include "tools/load/echo_payload.h"
+#include "tools/load/load_worker.h"
+#include "tools/load/options.h"
+#include "tools/load/run_support.h"
+#include "tools/load/ws_client.h"
+
+namespace weir::load {
+
+class EchoWorker;
+
+// One connection's echo pipeline; the transport subclass moves the bytes.
+class EchoSession {
+ public:
+  explicit EchoSession(EchoWorker& worker);
+  virtual ~EchoSession() = default;
+  EchoSession(const EchoSession&) = delete;
+  EchoSession& operator=(const EchoSession&) = delete;
+
+  virtual void connect() = 0;
+  // The run is over: end politely (WebSocket close handshake, TCP FIN).
+  virtual void close() = 0;
+  // The connect phase is over: give up on a connection that has not opened.
+  virtual void abort_if_unopened() = 0;
+
+  // Sends until `depth` messages are in flight (while the run is sending).
+  void fill_pipeline();
+  bool is_open() const { return open_; }
+
+ protected:
+  // Room for one message's payload, then sends it; false when the transport refused.
+  virtual char* prepare(size_t len) = 0;
+  virtual bool transmit(size_t len) = 0;
+
+  void opened();
+  // The connection ended; `was_open` false means it never opened (a connect failure).
+  void ended(bool was_open, const std::string& why);
+  void on_echo(EchoVerifier::Echo echo);
+
+  EchoWorker& worker_;
+  EchoVerifier verifier_;
+
+ private:
+  uint64_t next_seq_ = 0;
+  int in_flight_ = 0;
+  bool open_ = false;
+};
+
+class EchoWorker : public Worker {
+ public:
+  using SessionFactory = std::function<std::unique_ptr<EchoSession>(EchoWorker&)>;
+
+  EchoWorker(core::Reactor& reactor, const Options& options, int connections, int index,
+             int64_t epoch_ns, ErrorLog* errors, SessionFactory factory);
+
+  void start() override;
+  void sample(Sample* out) override;
+  void start_sending();
+  void stop_sending() { sending_ = false; }
+  void close_all();
+  void abort_unopened();
+
+  const Options& options() const { return options_; }
+  const EchoPattern& pattern() const { return pattern_; }
+  ClientContext& context() { return context_; }
+  Connector& connector() { return connector_; }
+  LoadCounters& counters() { return counters_; }
+  Histogram& latency() { return latency_; }
+  ErrorLog& errors() { return *errors_; }
+  bool sending() const { return sending_; }
+  bool closing() const { return closing_; }
+  int64_t epoch_ns() const { return epoch_ns_; }
+
+ private:
+  core::Reactor& reactor_;
+  const Options& options_;
+  int connections_;
+  int64_t epoch_ns_;
+  ErrorLog* errors_;
+  SessionFactory factory_;
+  EchoPattern pattern_;
+  ClientContext context_;
+  LoadCounters counters_;
+  Histogram latency_;
+  bool sending_ = false;
+  bool closing_ = false;
+  std::vector<std::unique_ptr<EchoSession>> sessions_;
+  Connector connector_;  // after sessions_: connections (and their handlers) go first
+};
+
+// Runs the scenario with `factory`'s transport and prints the report; returns the exit code.
+int run_echo_load(const Options& options, EchoWorker::SessionFactory factory);
+
+// Connection options for load clients: no output limit (depth bounds what is queued), a short
+// linger so shutdown is quick.
+net::ConnectionOptions client_connection_options();
+
+}  // namespace weir::load
