@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 
 namespace weir::core {
@@ -23,5 +24,9 @@ inline int64_t wall_ms() {
   using namespace std::chrono;
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
+
+// RFC 3339 UTC with milliseconds ("2026-11-21T23:22:37.123Z") into `out` (>= 25 bytes);
+// returns the length. Thread-safe.
+size_t format_rfc3339_ms(int64_t wall_ms, char* out, size_t cap);
 
 }  // namespace weir::core

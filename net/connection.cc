@@ -153,13 +153,14 @@ WriteResult Connection::write(std::span<const WritePart> parts) {
 // Enforces max_buffer before anything is queued: the queue never exceeds the limit, except
 // that one write larger than the whole limit is admitted onto an empty queue (a 16 MiB
 // message must be sendable with a 4 MiB limit; the limit is about piling up, not size).
+// Under TLS the ciphertext not yet sent is queued memory too (up to kEncryptAhead of it).
 WriteResult Connection::admit(uint64_t bytes) {
-  size_t queued = output_.bytes();
+  size_t queued = output_.bytes() + cipher_.bytes();
   if (options_.max_buffer == 0 || queued + bytes <= options_.max_buffer || queued == 0)
     return WriteResult::kAccepted;
   g_overruns.inc();
   log_info("connection %llu %s: buffer overrun (%zu queued + %llu > max-buffer %zu), dropping",
-           static_cast<unsigned long long>(id_), peer_.to_string().c_str(), output_.bytes(),
+           static_cast<unsigned long long>(id_), peer_.to_string().c_str(), queued,
            static_cast<unsigned long long>(bytes), options_.max_buffer);
   set_linger_abort(fd_);
   finish(CloseReason::kBufferOverrun, "buffer overrun");

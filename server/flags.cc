@@ -112,6 +112,26 @@ const std::vector<FlagSpec>& specs() {
          if (v != "off" && v != "shared" && v != "dedicated") return false;
          return f.deflate = v, true;
        }},
+      {"max-rooms-per-connection", "N", std::to_string(d.max_rooms_per_connection),
+       "rooms one /ws connection may be in at once (more: error too_many_rooms)",
+       [](Flags& f, std::string_view v) { return set_u64(v, &f.max_rooms_per_connection); }},
+      {"max-room-id-bytes", "BYTES", std::to_string(d.max_room_id_bytes), "longest room id accepted",
+       [](Flags& f, std::string_view v) { return core::parse_bytes(v, &f.max_room_id_bytes); }},
+      {"max-content-bytes", "BYTES", core::format_bytes(d.max_content_bytes),
+       "longest message content accepted (more: error content_too_large)",
+       [](Flags& f, std::string_view v) { return core::parse_bytes(v, &f.max_content_bytes); }},
+      {"slow-consumer", "disconnect|skip|backpressure", d.slow_consumer,
+       "what a room does with a member that cannot keep up (see docs/protocol.md)",
+       [](Flags& f, std::string_view v) {
+         if (v != "disconnect" && v != "skip" && v != "backpressure") return false;
+         return f.slow_consumer = v, true;
+       }},
+      {"slow-grace", "DURATION", core::format_duration_ms(d.slow_grace_ms),
+       "a member above --high-watermark longer than this is disconnected as a slow consumer (0 = never)",
+       [](Flags& f, std::string_view v) { return core::parse_duration_ms(v, &f.slow_grace_ms); }},
+      {"api-key", "KEY", "none",
+       "key for the HTTP rooms API (Authorization: Bearer KEY); without one the API answers 403",
+       [](Flags& f, std::string_view v) { return f.api_key = v, true; }},
       {"tls-cert", "FILE", "off",
        "PEM certificate chain: the listener then serves https:// and wss:// (TLS 1.2+); SIGHUP reloads it",
        [](Flags& f, std::string_view v) { return f.tls_cert = v, true; }},

@@ -36,6 +36,13 @@ struct Flags {
   int64_t idle_timeout_ms = 75000;
   int64_t close_timeout_ms = 5000;
   std::string deflate = "off";
+  // Rooms
+  uint64_t max_rooms_per_connection = 100;
+  uint64_t max_room_id_bytes = 128;
+  uint64_t max_content_bytes = 64 << 10;
+  std::string slow_consumer = "disconnect";
+  int64_t slow_grace_ms = 30000;
+  std::string api_key;
   // TLS
   std::string tls_cert;  // PEM certificate chain; with tls_key, the listener speaks TLS only
   std::string tls_key;

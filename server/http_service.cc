@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <sstream>
 
+#include "cluster/room_service.h"
+#include "cluster/rooms_endpoint.h"
 #include "core/log.h"
 #include "net/tcp_server.h"
 #include "net/tls_context.h"
@@ -39,6 +41,19 @@ ws::HttpServerOptions http_options(const Flags& flags) {
   return o;
 }
 
+cluster::RoomsConfig rooms_config(const Flags& flags) {
+  cluster::RoomsConfig c;
+  c.max_rooms_per_connection = flags.max_rooms_per_connection;
+  c.max_room_id_bytes = flags.max_room_id_bytes;
+  c.max_content_bytes = flags.max_content_bytes;
+  cluster::parse_slow_consumer_policy(flags.slow_consumer, &c.policy);
+  c.slow_grace_ms = flags.slow_grace_ms;
+  c.high_watermark = flags.high_watermark;
+  c.low_watermark = flags.low_watermark;
+  c.max_buffer = flags.max_buffer;
+  return c;
+}
+
 }  // namespace
 
 int run_http_service(const Flags& flags, const WaitForShutdown& wait) {
@@ -68,13 +83,18 @@ int run_http_service(const Flags& flags, const WaitForShutdown& wait) {
   }
 
   const ws::HttpServerOptions options = http_options(flags);
+  cluster::RoomService rooms(rooms_config(flags), tcp.threads);
+  cluster::RoomsApi rooms_api(rooms, flags.api_key);
   Routes routes;
   routes.add_websocket("/echo", std::make_unique<EchoEndpoint>());
   routes.add_websocket("/stream", std::make_unique<StreamEndpoint>(StreamLimits{}));
+  routes.add_websocket("/ws", std::make_unique<cluster::RoomsEndpoint>(rooms));
+  routes.set_rooms_api(&rooms_api);
 
   net::TcpServer server(tcp, [&](net::Connection& conn) {
     return std::make_unique<ws::HttpConnection>(conn, options, &routes);
   });
+  server.set_thread_init([&rooms](core::Reactor& reactor) { rooms.attach(reactor); });
   if (!server.start(&error)) {
     std::fprintf(stderr, "weir: %s\n", error.c_str());
     return 1;

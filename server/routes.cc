@@ -17,6 +17,7 @@ ws::WebSocketEndpoint* Routes::websocket_endpoint(std::string_view path) {
 
 void Routes::handle(const ws::HttpRequest& request, ws::HttpReply& reply) {
   std::string_view path = request.path();
+  if (rooms_api_ && rooms_api_->handle(request, reply)) return;
   bool known = path == "/healthz" || path == "/readyz" || path == "/metrics" ||
                websockets_.find(path) != websockets_.end();
   if (!known) return reply.respond_error(404, "no such route");

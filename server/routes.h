@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "cluster/rooms_endpoint.h"
 #include "ws/http_connection.h"
 
 namespace weir::server {
@@ -20,6 +21,8 @@ class Routes : public ws::HttpRoutes {
   void add_websocket(std::string path, std::unique_ptr<ws::WebSocketEndpoint> endpoint);
   // /readyz answers 503 while not ready (starting, draining). Any thread.
   void set_ready(bool ready) { ready_.store(ready, std::memory_order_release); }
+  // Requests under /api/rooms/ go to the rooms API; before the server starts.
+  void set_rooms_api(cluster::RoomsApi* api) { rooms_api_ = api; }
 
   void handle(const ws::HttpRequest& request, ws::HttpReply& reply) override;
   ws::WebSocketEndpoint* websocket_endpoint(std::string_view path) override;
@@ -27,6 +30,7 @@ class Routes : public ws::HttpRoutes {
  private:
   std::map<std::string, std::unique_ptr<ws::WebSocketEndpoint>, std::less<>> websockets_;
   std::atomic<bool> ready_{false};
+  cluster::RoomsApi* rooms_api_ = nullptr;
 };
 
 }  // namespace weir::server

@@ -57,6 +57,16 @@ void DeferredReply::send(std::string response_bytes, bool close_after) {
   (*conn)->complete(slot_, std::move(response_bytes), close_after);
 }
 
+void DeferredReply::respond(int status, std::string_view content_type, std::string_view body,
+                            std::string_view extra_header_lines) {
+  std::string bytes;
+  bytes.reserve(160 + body.size());
+  HttpResponse response(&bytes, status);
+  if (!content_type.empty()) response.header("Content-Type", content_type);
+  response.raw_headers(extra_header_lines).close(closing_).end(body, head_);
+  send(std::move(bytes), closing_);
+}
+
 void HttpReply::respond(int status, std::string_view content_type, std::string_view body,
                         std::string_view extra_header_lines) {
   std::string bytes;
@@ -79,6 +89,7 @@ DeferredReply HttpReply::defer() {
   deferred.conn_ = conn_->self_;
   deferred.slot_ = slot_;
   deferred.head_ = head_;
+  deferred.closing_ = closing_;
   return deferred;
 }
 
@@ -94,6 +105,7 @@ HttpConnection::HttpConnection(net::Connection& conn, const HttpServerOptions& o
   timer_.set_callback([this] { on_timer(); });
   // A fresh connection must send its first request within the request timeout.
   conn_.reactor().schedule(timer_, options_.request_timeout_ms);
+  timer_deadline_ms_ = last_activity_ms_ + options_.request_timeout_ms;
 }
 
 HttpConnection::~HttpConnection() { *self_ = nullptr; }
@@ -116,7 +128,10 @@ void HttpConnection::process(char* data, size_t len) {
       conn_.suspend_reading();
       return;
     }
-    if (request_started_ms_ < 0) request_started_ms_ = conn_.reactor().now_ms();
+    if (request_started_ms_ < 0) {
+      request_started_ms_ = conn_.reactor().now_ms();
+      arm_timer();
+    }
     FeedResult r = parser_.feed(data + offset, len - offset);
     offset += r.consumed;
     switch (r.status) {
@@ -126,9 +141,17 @@ void HttpConnection::process(char* data, size_t len) {
       case FeedStatus::kRequest:
         request_started_ms_ = -1;
         handle_request(parser_.request());
+        if (!closing_) arm_timer();  // now idle: the keep-alive deadline may be nearer
         break;
       case FeedStatus::kUpgrade:
         request_started_ms_ = -1;
+        if (!parser_.request().header_has_token("Upgrade", "websocket")) {
+          // RFC 9110 7.8: an upgrade we do not speak (h2c, TLS/1.0) is ignored and the
+          // request answered over HTTP/1.1, where the client keeps talking.
+          handle_request(parser_.request());
+          parser_.reset();
+          break;
+        }
         upgrade(parser_.request(), data + offset, len - offset);
         return;
       case FeedStatus::kError:
@@ -139,6 +162,22 @@ void HttpConnection::process(char* data, size_t len) {
 }
 
 void HttpConnection::handle_request(const HttpRequest& request) {
+  // An Upgrade header at a WebSocket path that llhttp did not take for an upgrade (no
+  // "Connection: upgrade") is a broken handshake: refuse it as one, 400 with the reason, and
+  // close, rather than answer it as plain HTTP and parse the frames behind it as requests.
+  WebSocketEndpoint* endpoint = routes_->websocket_endpoint(request.path());
+  if (endpoint && request.has_header("Upgrade")) {
+    HandshakeConfig handshake = options_.handshake;
+    handshake.subprotocols = endpoint->subprotocols();
+    HandshakeResult hs = validate_upgrade(request, handshake);
+    if (hs.ok) {  // llhttp read the Connection tokens differently; the stricter reading wins
+      hs.ok = false;
+      hs.status = 400;
+      hs.reason = "Connection header must include upgrade";
+    }
+    refuse_handshake(hs);
+    return;
+  }
   bool close = !request.keep_alive();
   uint64_t id = next_slot_++;
   slots_.push_back(Slot{id, false, false, {}});
@@ -155,13 +194,11 @@ void HttpConnection::upgrade(const HttpRequest& request, char* rest, size_t rest
     reject(404, "no WebSocket endpoint at this path");
     return;
   }
-  HandshakeResult hs = validate_upgrade(request, options_.handshake);
+  HandshakeConfig handshake = options_.handshake;
+  handshake.subprotocols = endpoint->subprotocols();
+  HandshakeResult hs = validate_upgrade(request, handshake);
   if (!hs.ok) {
-    count_handshake_failure(hs.status);
-    count_response(hs.status);
-    closing_ = true;
-    slots_.push_back(Slot{next_slot_++, true, true, build_rejection_response(hs)});
-    write_ready_slots();
+    refuse_handshake(hs);
     return;
   }
   if (!slots_.empty()) {  // a deferred answer to an earlier request is still owed
@@ -184,6 +221,15 @@ void HttpConnection::upgrade(const HttpRequest& request, char* rest, size_t rest
   conn_.set_handler(std::move(session));  // retires this handler after the iteration
   s->start(endpoint->create(*s, request));
   if (rest_len > 0 && s->is_open()) s->on_data(conn_, rest, rest_len);
+}
+
+// The refusal goes out after the responses owed before it; then the connection closes (the
+// bytes behind a handshake may be WebSocket frames, never to be parsed as HTTP).
+void HttpConnection::refuse_handshake(const HandshakeResult& hs) {
+  count_handshake_failure(hs.status);
+  closing_ = true;
+  slots_.push_back(Slot{next_slot_++, true, true, build_rejection_response(hs)});
+  write_ready_slots();
 }
 
 // Answers a malformed or refused request after the responses owed before it, then closes.
@@ -256,6 +302,7 @@ void HttpConnection::on_timer() {
       return;
     }
     conn_.reactor().schedule(timer_, left);
+    timer_deadline_ms_ = now + left;
     return;
   }
   int64_t left = last_activity_ms_ + options_.keepalive_timeout_ms - now;
@@ -263,7 +310,22 @@ void HttpConnection::on_timer() {
     conn_.close();
     return;
   }
-  conn_.reactor().schedule(timer_, left > 0 ? left : options_.keepalive_timeout_ms);
+  left = left > 0 ? left : options_.keepalive_timeout_ms;
+  conn_.reactor().schedule(timer_, left);
+  timer_deadline_ms_ = now + left;
+}
+
+// Makes the timer fire by the deadline that applies now if that is nearer than the one it is
+// set for: a started request's (408) or, between requests, the idle connection's. Later
+// deadlines are left to on_timer, which re-arms for the remainder, so a steady stream of
+// requests rarely touches the wheel.
+void HttpConnection::arm_timer() {
+  const int64_t now = conn_.reactor().now_ms();
+  const int64_t deadline = request_started_ms_ >= 0 ? request_started_ms_ + options_.request_timeout_ms
+                                                    : now + options_.keepalive_timeout_ms;
+  if (timer_.pending() && timer_deadline_ms_ <= deadline) return;
+  timer_deadline_ms_ = deadline;
+  conn_.reactor().schedule(timer_, deadline - now);
 }
 
 }  // namespace weir::ws

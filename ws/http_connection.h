@@ -15,6 +15,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "core/timer_wheel.h"
 #include "net/connection.h"
@@ -43,6 +44,9 @@ class DeferredReply {
  public:
   DeferredReply() = default;
   void send(std::string response_bytes, bool close_after = false);
+  // Builds the response like HttpReply::respond (HEAD and Connection: close handled).
+  void respond(int status, std::string_view content_type, std::string_view body,
+               std::string_view extra_header_lines = {});
   bool head_request() const { return head_; }
 
  private:
@@ -51,6 +55,7 @@ class DeferredReply {
   std::weak_ptr<HttpConnection*> conn_;
   uint64_t slot_ = 0;
   bool head_ = false;
+  bool closing_ = false;
 };
 
 // What a route answers with. Either respond() now or defer() and complete later.
@@ -80,6 +85,11 @@ class WebSocketEndpoint {
   virtual ~WebSocketEndpoint() = default;
   virtual std::unique_ptr<WebSocketHandler> create(WebSocketSession& session,
                                                    const HttpRequest& request) = 0;
+  // Subprotocols this endpoint speaks, most preferred first (none: no Sec-WebSocket-Protocol).
+  virtual const std::vector<std::string>& subprotocols() const {
+    static const std::vector<std::string> none;
+    return none;
+  }
 };
 
 // The server's routes (implemented above the ws layer).
@@ -112,6 +122,7 @@ class HttpConnection final : public net::ConnectionHandler {
   void process(char* data, size_t len);
   void handle_request(const HttpRequest& request);
   void upgrade(const HttpRequest& request, char* rest, size_t rest_len);
+  void refuse_handshake(const HandshakeResult& hs);
   void reject(int status, std::string_view reason);
   void complete(uint64_t slot, std::string bytes, bool close_after);
   void write_ready_slots();
@@ -129,6 +140,7 @@ class HttpConnection final : public net::ConnectionHandler {
   std::shared_ptr<HttpConnection*> self_;
   int64_t request_started_ms_ = -1;
   int64_t last_activity_ms_ = 0;
+  int64_t timer_deadline_ms_ = 0;  // when timer_ is set to fire
   core::Timer timer_;
 };
 

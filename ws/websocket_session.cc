@@ -12,6 +12,7 @@ namespace {
 
 core::Counter g_msgs_in("weir_ws_messages_received_total", "WebSocket messages received");
 core::Counter g_msgs_out("weir_ws_messages_sent_total", "WebSocket messages sent");
+core::Counter g_frames_in("weir_ws_frames_received_total", "WebSocket frames received (control frames included)");
 core::Counter g_frames_out("weir_ws_frames_sent_total", "WebSocket frames sent (shared frames count once per recipient)");
 core::Counter g_bytes_in("weir_ws_payload_bytes_received_total", "WebSocket message payload bytes received (after inflating)");
 core::Counter g_bytes_out("weir_ws_payload_bytes_sent_total", "WebSocket payload bytes queued for sending");
@@ -90,7 +91,9 @@ void WebSocketSession::start(std::unique_ptr<WebSocketHandler> handler) {
 void WebSocketSession::on_data(net::Connection&, char* data, size_t len) {
   last_rx_ms_ = conn_.reactor().now_ms();
   if (state_ == State::kClosed) return;
+  const uint64_t frames_before = parser_.frames();
   ParseResult result = parser_.consume(data, len);
+  g_frames_in.inc(parser_.frames() - frames_before);  // once per read, not per frame
   if (!result.ok()) fail(result.close_code, result.reason);
 }
 
@@ -173,12 +176,12 @@ SendResult WebSocketSession::send(Opcode opcode, std::string_view payload) {
   return write_frame(opcode, false, payload);
 }
 
-SendResult WebSocketSession::send_frame(const core::SharedBuffer& frame) {
+SendResult WebSocketSession::send_frame(const core::SharedBuffer& buffer, size_t offset, size_t length) {
   if (state_ != State::kOpen) return SendResult::kClosed;
   g_msgs_out.inc();
   g_frames_out.inc();
-  g_bytes_out.inc(frame.size());
-  return conn_.write(frame, 0, frame.size()) == net::WriteResult::kAccepted ? SendResult::kQueued
+  g_bytes_out.inc(length);
+  return conn_.write(buffer, offset, length) == net::WriteResult::kAccepted ? SendResult::kQueued
                                                                            : SendResult::kClosed;
 }
 

@@ -66,7 +66,8 @@ class WebSocketSession final : public net::ConnectionHandler, private FrameHandl
   // A text or binary message (compressed when deflate is on and it is large enough).
   SendResult send(Opcode opcode, std::string_view payload);
   // A complete, unmasked, uncompressed frame encoded once and shared among many sessions.
-  SendResult send_frame(const core::SharedBuffer& frame);
+  SendResult send_frame(const core::SharedBuffer& frame) { return send_frame(frame, 0, frame.size()); }
+  SendResult send_frame(const core::SharedBuffer& buffer, size_t offset, size_t length);
   SendResult ping(std::string_view payload);
   // Starts the close handshake with `code` (a valid wire code) and a short reason.
   void close(uint16_t code, std::string_view reason);

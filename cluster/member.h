@@ -1,0 +1,87 @@
+// cluster/member.h — one /ws connection in the rooms protocol: decodes envelopes, joins and
+// leaves rooms, publishes, receives the room's shared frames, and applies the slow-consumer
+// policy to itself.
+//
+// The first frame it sends is `session {token, member_id, rooms}`. Bad input is answered with
+// `error {code, message, ref}` and the connection stays open (codes in docs/protocol.md).
+//
+// Thread-safety: none; a member lives on its connection's reactor thread.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cluster/room_shard.h"
+#include "cluster/room_types.h"
+#include "core/timer_wheel.h"
+#include "ws/envelope.h"
+#include "ws/websocket_session.h"
+
+namespace weir::cluster {
+
+class RoomService;
+
+class Member : public ws::WebSocketHandler {
+ public:
+  Member(RoomService& service, ws::WebSocketSession& session);
+  ~Member() override;
+
+  uint64_t id() const { return id_; }
+  const std::string& name() const { return name_; }
+  ws::WebSocketSession& session() { return *session_; }
+
+  // ws::WebSocketHandler
+  void on_open(ws::WebSocketSession& session) override;
+  void on_message(ws::WebSocketSession& session, ws::Opcode opcode, std::string_view payload) override;
+  void on_backpressure(ws::WebSocketSession& session, bool above_high) override;
+  void on_close(ws::WebSocketSession& session, uint16_t code, std::string_view reason) override;
+
+  // Called by the shard.
+  void joined(LocalRoom& room, uint64_t offset, uint64_t epoch);
+  void join_refused(std::string_view room_id, std::string_view code, std::string_view message);
+  void deliver(LocalRoom& room, const Frame& frame);
+  bool is_joining(std::string_view room_id) const;
+  bool in_room(std::string_view room_id) const;
+  const std::vector<std::string>& joining() const { return joining_; }
+  std::vector<std::string> room_ids() const;
+  void forget_room(std::string_view room_id);  // the shard removed us from it
+  void pause_reading_for_room();               // backpressure policy: our room is paused
+  void resume_reading_for_room();
+
+ private:
+  struct Joined {
+    std::string room_id;
+    bool skipping = false;  // skip policy: deliveries being skipped
+    uint64_t skipped_from = 0;
+    uint64_t skipped_to = 0;
+  };
+
+  void handle_join(std::string_view room_id);
+  void handle_leave(std::string_view room_id);
+  void handle_message(const ws::InboundEnvelope& envelope);
+  void send_error(std::string_view code, std::string_view message, std::string_view ref);
+  void send_text(const std::string& json);
+  Joined* find(std::string_view room_id);
+  void disconnect_slow(const char* why);
+  void send_lagged_notices();
+  void on_grace_timer();
+
+  RoomService& service_;
+  RoomShard& shard_;
+  ws::WebSocketSession* session_;
+  uint64_t id_;
+  std::string name_;
+  std::string token_;
+  std::vector<Joined> rooms_;
+  std::vector<std::string> joining_;
+  bool closed_ = false;
+  bool blocked_ = false;          // above the high watermark
+  int paused_by_rooms_ = 0;       // backpressure policy: reading suspended for paused rooms
+  uint64_t message_counter_ = 0;  // for generated message ids
+  core::Timer grace_timer_;
+  std::string scratch_;
+};
+
+}  // namespace weir::cluster

@@ -1,0 +1,43 @@
+// cluster/room_service.h — the rooms of one node: a RoomShard per reactor thread, the rule
+// that names a room's owner thread, and the configuration every shard shares.
+//
+// Thread-safety: attach() runs once on each reactor thread at start and returns only when
+// every shard exists, so shards may post to each other from their first connection on.
+// shard(), owner_of() and config() are then safe from any thread (immutable); local() gives
+// the calling reactor thread's shard.
+#pragma once
+
+#include <atomic>
+#include <latch>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "cluster/room_shard.h"
+#include "cluster/room_types.h"
+#include "core/reactor.h"
+
+namespace weir::cluster {
+
+class RoomService {
+ public:
+  RoomService(RoomsConfig config, int threads);
+  ~RoomService();
+
+  void attach(core::Reactor& reactor);
+  RoomShard& shard(int index) { return *shards_[index]; }
+  RoomShard& local();
+  int threads() const { return static_cast<int>(shards_.size()); }
+  int owner_of(std::string_view room_id) const;
+  const RoomsConfig& config() const { return config_; }
+  // A process-unique epoch for a new room incarnation (fits a JSON number exactly).
+  uint64_t new_epoch();
+
+ private:
+  RoomsConfig config_;
+  std::vector<std::unique_ptr<RoomShard>> shards_;
+  std::latch ready_;
+  std::atomic<uint64_t> epoch_counter_{0};
+};
+
+}  // namespace weir::cluster

@@ -1,0 +1,387 @@
+// cluster/room_shard.cc — room ownership, offsets, fanout, and the cross-thread protocol.
+#include "cluster/room_shard.h"
+
+#include <algorithm>
+
+#include "cluster/member.h"
+#include "cluster/room_service.h"
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "ws/envelope.h"
+#include "ws/frame_encoder.h"
+
+namespace weir::cluster {
+namespace {
+
+core::Counter g_published("weir_room_messages_total", "Messages published to rooms (offsets assigned)");
+core::Counter g_deliveries("weir_room_deliveries_total", "Room messages handed to members' connections");
+core::Counter g_batches("weir_room_cross_thread_batches_total", "Mailbox posts carrying batched room traffic");
+core::Counter g_joins("weir_room_joins_total", "Room joins confirmed");
+core::Gauge g_rooms("weir_rooms", "Rooms with at least one member (owned, summed over threads)");
+core::Gauge g_memberships("weir_room_memberships", "Members summed over rooms");
+
+constexpr size_t kFrameHeaderRoom = 10;  // the largest unmasked header for a text frame
+
+}  // namespace
+
+RoomShard::RoomShard(RoomService& service, core::Reactor& reactor, int index)
+    : service_(service), reactor_(reactor), index_(index), outbox_(service.threads()) {}
+
+int RoomShard::owner_of(std::string_view room_id) const { return service_.owner_of(room_id); }
+
+LocalRoom* RoomShard::local_room(std::string_view room_id) {
+  auto it = local_.find(room_id);
+  return it == local_.end() ? nullptr : &it->second;
+}
+
+// ---------------------------------------------------------------- transport between shards
+
+// Messages to this thread are handled at once; to others they wait in the outbox so one
+// mailbox post per destination carries a whole iteration's traffic, in order.
+void RoomShard::send(int thread, ShardMessage&& message) {
+  if (thread == index_) {
+    handle(message);
+    return;
+  }
+  if (outbox_[thread].empty()) reactor_.on_end_of_iteration(this);
+  outbox_[thread].push_back(std::move(message));
+}
+
+void RoomShard::on_end_of_iteration() {
+  for (int t = 0; t < static_cast<int>(outbox_.size()); ++t) {
+    if (outbox_[t].empty()) continue;
+    auto batch = std::make_shared<std::vector<ShardMessage>>(std::move(outbox_[t]));
+    outbox_[t].clear();
+    RoomShard* target = &service_.shard(t);
+    g_batches.inc();
+    target->reactor().post([target, batch] { target->receive(*batch); });
+  }
+}
+
+void RoomShard::receive(std::vector<ShardMessage>& batch) {
+  for (ShardMessage& m : batch) handle(m);
+}
+
+void RoomShard::handle(ShardMessage& m) {
+  using K = ShardMessage::Kind;
+  switch (m.kind) {
+    case K::kJoin: return owner_join(m);
+    case K::kLeave: return owner_leave(m);
+    case K::kPublish: return owner_publish(m);
+    case K::kBlock: return owner_block(m);
+    case K::kInspect: return owner_inspect(m);
+    case K::kJoined: return on_joined(m);
+    case K::kDeliver: return on_deliver(m);
+    case K::kPaused: return on_paused(m, true);
+    case K::kResumed: return on_paused(m, false);
+    case K::kPublished:
+    case K::kInspected: return on_api_answer(m);
+  }
+}
+
+// ---------------------------------------------------------------- owner side
+
+void RoomShard::owner_join(ShardMessage& m) {
+  auto it = owned_.find(m.room_id);
+  if (it == owned_.end()) {
+    Room room;
+    room.id = m.room_id;
+    room.epoch = service_.new_epoch();
+    room.interest.assign(service_.threads(), 0);
+    it = owned_.emplace(room.id, std::move(room)).first;
+    g_rooms.inc();
+  }
+  Room& room = it->second;
+  room.interest[m.from_thread]++;
+  room.members++;
+  g_memberships.inc();
+  ShardMessage reply{ShardMessage::Kind::kJoined};
+  reply.room_id = room.id;
+  reply.room_key = room.epoch;
+  reply.epoch = room.epoch;
+  reply.offset = room.last_offset;
+  reply.member_id = m.member_id;
+  // A member joining a paused room must learn it; kJoined then kPaused keep that order.
+  bool paused = room.blocked > 0;
+  send(m.from_thread, std::move(reply));
+  if (paused) {
+    ShardMessage pause{ShardMessage::Kind::kPaused};
+    pause.room_key = room.epoch;
+    send(m.from_thread, std::move(pause));
+  }
+}
+
+void RoomShard::owner_leave(ShardMessage& m) {
+  auto it = owned_.find(m.room_id);
+  if (it == owned_.end()) return;
+  Room& room = it->second;
+  if (room.interest[m.from_thread] > 0) room.interest[m.from_thread]--;
+  if (room.members > 0) room.members--;
+  g_memberships.dec();
+  if (room.members == 0) {  // no empty room lingers: the next join starts a new epoch
+    owned_.erase(it);
+    g_rooms.dec();
+  }
+}
+
+// Assigns the next offset, encodes once, and hands the one frame to every thread with members.
+void RoomShard::owner_publish(ShardMessage& m) {
+  auto it = owned_.find(m.room_id);
+  if (it == owned_.end()) {
+    if (m.request_id) {  // the HTTP API published to a room nobody is in
+      ShardMessage answer{ShardMessage::Kind::kPublished};
+      answer.request_id = m.request_id;
+      answer.status = 404;
+      send(m.from_thread, std::move(answer));
+    }
+    return;
+  }
+  Room& room = it->second;
+  if (m.request_id && room.blocked > 0) {  // backpressure: API publishers wait too
+    ShardMessage answer{ShardMessage::Kind::kPublished};
+    answer.request_id = m.request_id;
+    answer.status = 503;
+    send(m.from_thread, std::move(answer));
+    return;
+  }
+  uint64_t offset = ++room.last_offset;
+  g_published.inc();
+  Frame frame = encode(room, m, offset);
+  broadcast(room, ShardMessage::Kind::kDeliver, &frame);
+  if (m.request_id) {
+    ShardMessage answer{ShardMessage::Kind::kPublished};
+    answer.request_id = m.request_id;
+    answer.status = 200;
+    answer.offset = offset;
+    answer.epoch = room.epoch;
+    send(m.from_thread, std::move(answer));
+  }
+}
+
+Frame RoomShard::encode(const Room& room, const ShardMessage& m, uint64_t offset) {
+  ws::OutboundMessage out;
+  out.target = room.id;
+  out.content = m.content;
+  out.message_id = m.message_id;
+  out.sent_at = m.sent_at;
+  out.sender = m.sender;
+  out.traceparent = m.traceparent;
+  out.tracestate = m.tracestate;
+  out.offset = offset;
+  out.epoch = room.epoch;
+  size_t bound = ws::message_encoded_bound(out);
+  core::SharedBuffer buffer = core::SharedBuffer::allocate(kFrameHeaderRoom + bound);
+  char* json = buffer.mutable_data() + kFrameHeaderRoom;
+  size_t len = ws::encode_message_to(json, out);
+  size_t header = ws::frame_header_size(len, false);
+  ws::encode_frame_header(json - header, ws::Opcode::kText, true, false, len, nullptr);
+  buffer.set_size(kFrameHeaderRoom + len);
+  Frame frame;
+  frame.buffer = std::move(buffer);
+  frame.offset = static_cast<uint32_t>(kFrameHeaderRoom - header);
+  frame.length = static_cast<uint32_t>(header + len);
+  frame.room_offset = offset;
+  return frame;
+}
+
+void RoomShard::broadcast(const Room& room, ShardMessage::Kind kind, const Frame* frame) {
+  for (int t = 0; t < static_cast<int>(room.interest.size()); ++t) {
+    if (room.interest[t] == 0) continue;
+    ShardMessage out{kind};
+    out.room_key = room.epoch;
+    if (frame) out.frame = *frame;  // a reference, not a copy of the bytes
+    send(t, std::move(out));
+  }
+}
+
+void RoomShard::owner_block(ShardMessage& m) {
+  auto it = owned_.find(m.room_id);
+  if (it == owned_.end()) return;
+  Room& room = it->second;
+  int64_t before = room.blocked;
+  room.blocked = std::max<int64_t>(0, room.blocked + m.delta);
+  if (before == 0 && room.blocked > 0) broadcast(room, ShardMessage::Kind::kPaused, nullptr);
+  if (before > 0 && room.blocked == 0) broadcast(room, ShardMessage::Kind::kResumed, nullptr);
+}
+
+void RoomShard::owner_inspect(ShardMessage& m) {
+  ShardMessage answer{ShardMessage::Kind::kInspected};
+  answer.request_id = m.request_id;
+  auto it = owned_.find(m.room_id);
+  if (it == owned_.end()) {
+    answer.status = 404;
+  } else {
+    answer.status = 200;
+    answer.members = it->second.members;
+    answer.offset = it->second.last_offset;
+    answer.epoch = it->second.epoch;
+  }
+  send(m.from_thread, std::move(answer));
+}
+
+// ---------------------------------------------------------------- member side
+
+void RoomShard::add_member(Member& member) { members_[member.id()] = &member; }
+
+void RoomShard::remove_member(Member& member) {
+  for (const std::string& room_id : member.room_ids()) {
+    if (LocalRoom* room = local_room(room_id)) leave_local(member, *room);
+  }
+  members_.erase(member.id());  // joins still in flight are undone when their answer arrives
+}
+
+void RoomShard::join(Member& member, std::string_view room_id) {
+  ShardMessage m{ShardMessage::Kind::kJoin};
+  m.room_id = room_id;
+  m.member_id = member.id();
+  m.from_thread = index_;
+  send(owner_of(room_id), std::move(m));
+}
+
+void RoomShard::on_joined(ShardMessage& m) {
+  auto member_it = members_.find(m.member_id);
+  if (member_it == members_.end() || !member_it->second->is_joining(m.room_id)) {
+    // The member left or went away while the join travelled: undo the owner's count.
+    ShardMessage undo{ShardMessage::Kind::kLeave};
+    undo.room_id = m.room_id;
+    undo.from_thread = index_;
+    send(owner_of(m.room_id), std::move(undo));
+    return;
+  }
+  auto [it, created] = local_.try_emplace(m.room_id);
+  LocalRoom& room = it->second;
+  if (created) {
+    room.id = m.room_id;
+    room.key = m.room_key;
+    local_by_key_[room.key] = &room;
+  }
+  room.members.push_back(member_it->second);
+  g_joins.inc();
+  member_it->second->joined(room, m.offset, m.epoch);
+}
+
+void RoomShard::leave(Member& member, std::string_view room_id) {
+  if (LocalRoom* room = local_room(room_id)) leave_local(member, *room);
+}
+
+void RoomShard::leave_local(Member& member, LocalRoom& room) {
+  auto& v = room.members;
+  auto pos = std::find(v.begin(), v.end(), &member);
+  if (pos == v.end()) return;
+  *pos = v.back();
+  v.pop_back();
+  member.forget_room(room.id);
+  ShardMessage m{ShardMessage::Kind::kLeave};
+  m.room_id = room.id;
+  m.from_thread = index_;
+  std::string id = room.id;
+  if (v.empty()) {
+    local_by_key_.erase(room.key);
+    local_.erase(room.id);  // `room` is gone from here on
+  }
+  send(owner_of(id), std::move(m));
+}
+
+void RoomShard::publish(Member& member, std::string_view room_id, std::string_view content,
+                        std::string_view message_id, std::string_view sent_at,
+                        std::string_view traceparent, std::string_view tracestate) {
+  ShardMessage m{ShardMessage::Kind::kPublish};
+  m.room_id = room_id;
+  m.content = content;
+  m.message_id = message_id;
+  m.sent_at = sent_at;
+  m.sender = member.name();
+  m.traceparent = traceparent;
+  m.tracestate = tracestate;
+  m.member_id = member.id();
+  m.from_thread = index_;
+  send(owner_of(room_id), std::move(m));
+}
+
+// Fans one shared frame out to this thread's members. Backwards, because a member that the
+// slow-consumer policy disconnects removes itself from the vector during the loop.
+void RoomShard::on_deliver(ShardMessage& m) {
+  auto it = local_by_key_.find(m.room_key);
+  if (it == local_by_key_.end()) return;  // the last local member left meanwhile
+  LocalRoom& room = *it->second;
+  for (size_t i = room.members.size(); i-- > 0;) {
+    if (i >= room.members.size()) continue;
+    room.members[i]->deliver(room, m.frame);
+    g_deliveries.inc();
+    if (local_by_key_.find(m.room_key) == local_by_key_.end()) return;  // room emptied
+  }
+}
+
+void RoomShard::member_blocked(Member& member, bool blocked) {
+  for (const std::string& room_id : member.room_ids()) {
+    ShardMessage m{ShardMessage::Kind::kBlock};
+    m.room_id = room_id;
+    m.delta = blocked ? 1 : -1;
+    send(owner_of(room_id), std::move(m));
+  }
+}
+
+void RoomShard::on_paused(ShardMessage& m, bool paused) {
+  auto it = local_by_key_.find(m.room_key);
+  if (it == local_by_key_.end()) return;
+  LocalRoom& room = *it->second;
+  room.paused = paused;
+  if (paused) return;
+  std::vector<uint64_t> publishers;
+  publishers.swap(room.paused_publishers);
+  for (uint64_t id : publishers) {
+    auto member = members_.find(id);
+    if (member != members_.end()) member->second->resume_reading_for_room();
+  }
+}
+
+// ---------------------------------------------------------------- HTTP API
+
+void RoomShard::api_publish(std::string room_id, std::string content, std::string message_id,
+                            std::string traceparent, std::string tracestate, PublishDone done) {
+  uint64_t request = next_request_++;
+  pending_publish_[request] = std::move(done);
+  ShardMessage m{ShardMessage::Kind::kPublish};
+  m.room_id = std::move(room_id);
+  m.content = std::move(content);
+  m.message_id = std::move(message_id);
+  char now[40];
+  m.sent_at.assign(now, core::format_rfc3339_ms(core::wall_ms(), now, sizeof now));
+  m.sender = "api";
+  m.traceparent = std::move(traceparent);
+  m.tracestate = std::move(tracestate);
+  m.request_id = request;
+  m.from_thread = index_;
+  int owner = owner_of(m.room_id);
+  send(owner, std::move(m));
+}
+
+void RoomShard::api_inspect(std::string room_id, InspectDone done) {
+  uint64_t request = next_request_++;
+  pending_inspect_[request] = std::move(done);
+  ShardMessage m{ShardMessage::Kind::kInspect};
+  m.room_id = std::move(room_id);
+  m.request_id = request;
+  m.from_thread = index_;
+  int owner = owner_of(m.room_id);
+  send(owner, std::move(m));
+}
+
+void RoomShard::on_api_answer(ShardMessage& m) {
+  if (m.kind == ShardMessage::Kind::kPublished) {
+    auto it = pending_publish_.find(m.request_id);
+    if (it == pending_publish_.end()) return;
+    PublishDone done = std::move(it->second);
+    pending_publish_.erase(it);
+    done(m.status, m.offset, m.epoch);
+    return;
+  }
+  auto it = pending_inspect_.find(m.request_id);
+  if (it == pending_inspect_.end()) return;
+  InspectDone done = std::move(it->second);
+  pending_inspect_.erase(it);
+  done(m.status, m.members, m.offset, m.epoch);
+}
+
+}  // namespace weir::cluster

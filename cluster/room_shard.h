@@ -1,0 +1,121 @@
+// cluster/room_shard.h — one reactor thread's part of the rooms: the rooms this thread owns
+// (offsets, epoch, which threads have members) and this thread's members of any room.
+//
+// Ownership: a room belongs to the thread hash(room_id) % threads. Its owner assigns every
+// offset and encodes each message once; the encoded frame goes by reference to the local
+// members and, through one batched mailbox post per destination thread and iteration, to the
+// threads that have members. Mailbox order per (owner, thread) pair is FIFO, and join replies
+// travel the same queue as deliveries, so every member sees one gap-free total order per room
+// from the offset its room_joined announced.
+//
+// Threads only exchange ShardMessages (Seastar-style): no room or member is touched from
+// another thread, and no lock is taken.
+//
+// Thread-safety: every method runs on the shard's own reactor thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "cluster/room_types.h"
+#include "core/reactor.h"
+
+namespace weir::cluster {
+
+class Member;
+class RoomService;
+
+// This thread's view of a room it has members in.
+struct LocalRoom {
+  std::string id;
+  uint64_t key = 0;  // the room's epoch: names the incarnation across threads
+  std::vector<Member*> members;
+  bool paused = false;                     // backpressure policy: a member somewhere is slow
+  std::vector<uint64_t> paused_publishers;  // members whose reading we suspended
+};
+
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
+class RoomShard : public core::IterationHook {
+ public:
+  using PublishDone = std::function<void(int status, uint64_t offset, uint64_t epoch)>;
+  using InspectDone = std::function<void(int status, uint64_t members, uint64_t offset, uint64_t epoch)>;
+
+  RoomShard(RoomService& service, core::Reactor& reactor, int index);
+  int index() const { return index_; }
+  core::Reactor& reactor() { return reactor_; }
+
+  // ---- members on this thread ----
+  void add_member(Member& member);
+  void remove_member(Member& member);  // leaves every room the member is in or joining
+  void join(Member& member, std::string_view room_id);
+  void leave(Member& member, std::string_view room_id);
+  // Publishes to a room the member has joined; fields are copied only when the owner is
+  // another thread.
+  void publish(Member& member, std::string_view room_id, std::string_view content,
+               std::string_view message_id, std::string_view sent_at, std::string_view traceparent,
+               std::string_view tracestate);
+  // Backpressure policy: a member crossed its high (true) or low (false) watermark.
+  void member_blocked(Member& member, bool blocked);
+  LocalRoom* local_room(std::string_view room_id);
+
+  // ---- the HTTP API (answers come back on this thread) ----
+  void api_publish(std::string room_id, std::string content, std::string message_id,
+                   std::string traceparent, std::string tracestate, PublishDone done);
+  void api_inspect(std::string room_id, InspectDone done);
+
+  // ---- between shards ----
+  void receive(std::vector<ShardMessage>& batch);
+  void on_end_of_iteration() override;  // posts the batched outboxes
+
+  size_t owned_rooms() const { return owned_.size(); }
+  size_t local_rooms() const { return local_.size(); }
+
+ private:
+  struct Room {
+    std::string id;
+    uint64_t epoch = 0;
+    uint64_t last_offset = 0;
+    uint64_t members = 0;
+    int64_t blocked = 0;             // members above their high watermark (backpressure policy)
+    std::vector<uint32_t> interest;  // members per thread
+  };
+
+  void send(int thread, ShardMessage&& message);
+  void handle(ShardMessage& message);
+  void owner_join(ShardMessage& m);
+  void owner_leave(ShardMessage& m);
+  void owner_publish(ShardMessage& m);
+  void owner_block(ShardMessage& m);
+  void owner_inspect(ShardMessage& m);
+  void on_joined(ShardMessage& m);
+  void on_deliver(ShardMessage& m);
+  void on_paused(ShardMessage& m, bool paused);
+  void on_api_answer(ShardMessage& m);
+  Frame encode(const Room& room, const ShardMessage& m, uint64_t offset);
+  void broadcast(const Room& room, ShardMessage::Kind kind, const Frame* frame);
+  void leave_local(Member& member, LocalRoom& room);
+  int owner_of(std::string_view room_id) const;
+
+  RoomService& service_;
+  core::Reactor& reactor_;
+  int index_;
+  std::unordered_map<std::string, Room, StringHash, std::equal_to<>> owned_;
+  std::unordered_map<std::string, LocalRoom, StringHash, std::equal_to<>> local_;
+  std::unordered_map<uint64_t, LocalRoom*> local_by_key_;
+  std::unordered_map<uint64_t, Member*> members_;
+  std::vector<std::vector<ShardMessage>> outbox_;  // per destination thread
+  std::unordered_map<uint64_t, PublishDone> pending_publish_;
+  std::unordered_map<uint64_t, InspectDone> pending_inspect_;
+  uint64_t next_request_ = 1;
+};
+
+}  // namespace weir::cluster
