@@ -3,7 +3,7 @@
 #   make all     build/weir, build/weir-tests, build/weir-load
 #   make test    unit + socket tests (GoogleTest), then interop tests
 #   make run     deps + build + start weir on its embedded defaults
-#   make asan | tsan | bench | fuzz-smoke | format
+#   make asan | tsan | bench | fuzz-smoke | format | docs
 #
 # BUILD picks the output folder (make BUILD=build-asan ...); SRCS may be narrowed
 # to build only some layers while others are being written.
@@ -37,7 +37,7 @@ DEB_PKGS := g++ make libssl-dev libsimdjson-dev node-llhttp googletest libgtest-
             zlib1g-dev libhiredis-dev libsqlite3-dev python3 python3-websockets nodejs npm \
             clang libclang-rt-14-dev clang-format openssl procps
 
-.PHONY: all deps test run asan tsan bench fuzz-build fuzz-smoke format clean
+.PHONY: all deps test run asan tsan bench fuzz-build fuzz-smoke format docs clean
 all: $(BUILD)/weir $(BUILD)/weir-tests $(BUILD)/weir-load
 
 $(BUILD)/%.o: %.cc
@@ -82,11 +82,11 @@ run: deps all
 
 asan:
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" all
-	ASAN_OPTIONS=detect_leaks=1 bash tests/run_all.sh build-asan
+	SKIP_FUZZ=1 ASAN_OPTIONS=detect_leaks=1 bash tests/run_all.sh build-asan
 
 tsan:
 	$(MAKE) BUILD=build-tsan OPT=-O1 SAN="-fsanitize=thread" all
-	TSAN_OPTIONS=halt_on_error=1 bash tests/run_all.sh build-tsan
+	SKIP_FUZZ=1 TSAN_OPTIONS=halt_on_error=1 bash tests/run_all.sh build-tsan
 
 bench: $(BUILD)/weir-bench $(BUILD)/weir $(BUILD)/weir-load
 	taskset -c 0 $(BUILD)/weir-bench --benchmark_min_time=0.2
@@ -109,6 +109,9 @@ fuzz-smoke: fuzz-build
 	  build-fuzz/$$f -max_total_time=$${FUZZ_SECONDS:-30} -print_final_stats=1 \
 	    build-fuzz/corpus-$$f tests/fuzz/corpus/$$f || exit 1; \
 	done
+
+docs: $(BUILD)/weir
+	tools/gen_flags_md.sh $(BUILD) docs/flags.md
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

@@ -1,5 +1,6 @@
 // server/main.cc — weir's entry point: flags, signals, and which service to run.
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <cstdio>
 #include <functional>
@@ -79,6 +80,17 @@ int run_tcp_echo(const server::Flags& flags, const sigset_t& signals) {
   return 0;
 }
 
+// Many connections need many descriptors: lift the soft limit to the hard one, as servers do.
+void raise_descriptor_limit() {
+  struct rlimit limit;
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= limit.rlim_max) return;
+  rlim_t before = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max;
+  if (setrlimit(RLIMIT_NOFILE, &limit) == 0)
+    log_info("descriptor limit raised from %llu to %llu", static_cast<unsigned long long>(before),
+             static_cast<unsigned long long>(limit.rlim_max));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -96,6 +108,7 @@ int main(int argc, char** argv) {
   core::parse_log_level(flags.log_level, &level);
   core::set_log_level(level);
   core::set_log_format(flags.log_format == "json" ? core::LogFormat::kJson : core::LogFormat::kText);
+  raise_descriptor_limit();
   sigset_t signals = block_signals();
   if (!flags.tcp_echo.empty()) return run_tcp_echo(flags, signals);
   return server::run_http_service(flags, [&](const std::function<void()>& on_reload) {

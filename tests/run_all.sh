@@ -20,6 +20,8 @@ run_suite() {  # name, command...
   fi
 }
 
+export WEIR_BIN="$PWD/$BUILD/weir" WEIR_LOAD_BIN="$PWD/$BUILD/weir-load"
+
 # GoogleTest: each test counts; parse the summary so the closing line is per test.
 gtest_log=$(mktemp)
 "$BUILD/weir-tests" --gtest_brief=1 2>&1 | tee "$gtest_log"
@@ -39,9 +41,14 @@ for t in tests/interop/*_test.sh tests/interop/*_test.py; do
   [ -e "$t" ] || continue
   case "$t" in
     *.sh) run_suite "$t" bash "$t" "$BUILD" ;;
-    *.py) run_suite "$t" python3 "$t" "$BUILD" ;;
+    *.py) run_suite "$t" /usr/bin/python3 "$t" "$BUILD" ;;  # Debian's, with python3-websockets
   esac
 done
+
+# Every libFuzzer target for FUZZ_SECONDS (30) on its seed corpus; sanitizer runs skip it.
+if [ "${SKIP_FUZZ:-0}" != 1 ]; then
+  run_suite fuzz-smoke make --no-print-directory fuzz-smoke
+fi
 
 if [ ${#failures[@]} -gt 0 ]; then
   echo "failed: ${failures[*]}"
