@@ -34,7 +34,7 @@ BENCH_OBJS := $(BENCH_SRCS:%.cc=$(BUILD)/%.o)
 LIB        := $(BUILD)/libweir.a
 
 DEB_PKGS := g++ make libssl-dev libsimdjson-dev node-llhttp googletest libgtest-dev libbenchmark-dev \
-            zlib1g-dev libhiredis-dev libsqlite3-dev python3 python3-websockets nodejs npm \
+            zlib1g-dev libhiredis-dev libsqlite3-dev python3 python3-websockets \
             clang libclang-rt-14-dev clang-format openssl procps
 
 .PHONY: all deps test run asan tsan bench fuzz-build fuzz-smoke format docs clean
@@ -71,6 +71,8 @@ deps:
 	  echo "installing:" $$missing; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+	@# Node may come from outside Debian (it does on these machines): ask for the command, not the package.
+	@command -v npm >/dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm)
 	@[ -d tests/interop/node_modules/ws ] || (cd tests/interop && npm install --no-audit --no-fund --silent)
 
 test: all
