@@ -8,6 +8,7 @@
 # BUILD picks the output folder (make BUILD=build-asan ...); SRCS may be narrowed
 # to build only some layers while others are being written.
 
+MAKEFLAGS += -j$(shell nproc)
 CXX      ?= g++
 CC       ?= gcc
 BUILD    ?= build
