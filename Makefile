@@ -79,7 +79,10 @@ deps:
 test: all
 	bash tests/run_all.sh $(BUILD)
 
-run: deps all
+# deps must finish before anything compiles: sequential sub-makes, not prerequisites (-j).
+run:
+	$(MAKE) deps
+	$(MAKE) all
 	@mkdir -p data
 	$(BUILD)/weir
 
