@@ -169,6 +169,7 @@ bool FrameParser::check_length(const unsigned char* h) {
 // State changes happen before handler calls so a handler's fail() is never overwritten.
 void FrameParser::begin_frame(const unsigned char* h) {
   const auto op = static_cast<Opcode>(h[0] & kOpcodeBits);
+  ++frames_;
   frame_opcode_ = op;
   frame_fin_ = (h[0] & kFin) != 0;
   frame_masked_ = (h[1] & kMaskBit) != 0;

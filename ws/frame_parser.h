@@ -73,6 +73,8 @@ class FrameParser {
   bool failed() const { return state_ == State::kFailed; }
   bool close_received() const { return state_ == State::kClosed; }
   const ParseResult& error() const { return error_; }
+  // Frame headers decoded so far (for the frames-received counter).
+  uint64_t frames() const { return frames_; }
   const FrameParserConfig& config() const { return config_; }
 
  private:
@@ -101,6 +103,7 @@ class FrameParser {
   uint8_t mask_phase_ = 0;
   uint32_t mask_key_ = 0;
   uint64_t remaining_ = 0;  // payload bytes of this frame not yet consumed
+  uint64_t frames_ = 0;
 
   // Current data message.
   bool in_message_ = false;
