@@ -59,7 +59,9 @@ void Connection::start_tls() {
 // Feeds handshake input and sends what the handshake produced; false when the connection died.
 bool Connection::tls_advance_handshake() {
   TlsSession::Status status = tls_->handshake();
-  tls_->drain_ciphertext(cipher_);  // handshake records are not plaintext: no marks
+  // Handshake records carry no plaintext (no mark), but they sit in the stream before the next
+  // record: count them, or that record's mark would fire before its last bytes are sent.
+  cipher_enqueued_ += tls_->drain_ciphertext(cipher_);
   if (status == TlsSession::Status::kError) {
     g_tls_failed.inc();
     log_debug("connection %llu %s: %s", static_cast<unsigned long long>(id_), peer_.to_string().c_str(),
@@ -122,6 +124,8 @@ bool Connection::encrypt_pending() {
 }
 
 bool Connection::tls_write_some() {
+  // Ciphertext the session produced while reading (a key update answer, tickets) goes first.
+  if (tls_->has_ciphertext()) cipher_enqueued_ += tls_->drain_ciphertext(cipher_);
   while (fd_ >= 0) {
     if (tls_->established() && !encrypt_pending()) return false;
     if (cipher_.empty() || !writable_) break;
@@ -154,14 +158,14 @@ bool Connection::tls_write_some() {
   return fd_ >= 0;
 }
 
-// Plaintext counts as written once the last byte of its record reached the kernel. Handshake
-// and alert bytes carry no mark, so cipher_enqueued_ only counts record bytes: resync it.
+// Plaintext counts as written once the last byte of its record reached the kernel.
+// cipher_enqueued_ counts every ciphertext byte queued (handshake, records, alerts), so a
+// mark's cipher_end is the record's true end in the socket stream.
 void Connection::after_cipher_written() {
   while (!cipher_marks_.empty() && cipher_marks_.front().cipher_end <= cipher_written_) {
     written_total_ = cipher_marks_.front().plain_end;
     cipher_marks_.pop_front();
   }
-  if (cipher_marks_.empty()) cipher_enqueued_ = cipher_written_ + cipher_.bytes();
 }
 
 void Connection::tls_read_loop() {
@@ -224,7 +228,7 @@ bool Connection::queue_close_notify() {
   tls_close_notify_queued_ = true;
   if (tls_->established()) {
     tls_->shutdown();
-    tls_->drain_ciphertext(cipher_);
+    cipher_enqueued_ += tls_->drain_ciphertext(cipher_);
   }
   if (cipher_.empty()) return true;
   write_some();  // after_written() calls start_shutdown_write() again once cipher_ drains
