@@ -1,18 +1,14 @@
-// Envelope decoding (simdjson On-Demand, one forward pass over each body's fields, any key order)
-// and encoding (straight to text through a byte sink; no DOM). The rules are in envelope.h.
+// Envelope decoding with simdjson On-Demand: one forward pass over each body's fields, in any key
+// order, validating the values it skips. The rules are in envelope.h; encoders are in
+// envelope_encoder.cc.
 #include "ws/envelope.h"
 
 #include <simdjson.h>
 
-#include <array>
+#include <algorithm>
 #include <bit>
-#include <cassert>
 #include <charconv>
 #include <cstring>
-
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 namespace weir::ws {
 namespace {
@@ -22,13 +18,15 @@ using simdjson::error_code;
 using simdjson::INCORRECT_TYPE;
 using simdjson::SUCCESS;
 
-constexpr size_t kMaxExcerpt = 64;       // bytes of a client's key quoted back in an error
+constexpr size_t kMaxExcerpt = 64;         // bytes of a client's key quoted back in an error
 constexpr size_t kInitialCapacity = 4096;  // first parser allocation; grows by powers of two
 
 // ---------------------------------------------------------------------------------------------
 // Well-formedness of values nobody asked for.
 
-bool is_json_whitespace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; }
+bool is_json_whitespace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
 // RFC 8259 number grammar. Checked by hand because simdjson rejects valid numbers it cannot
 // represent (1e999, integers past 2^64), which must read as wrong-typed, not as broken JSON.
@@ -214,8 +212,8 @@ const BodySchema* find_body(std::string_view key) {
 struct Ctx {
   InboundEnvelope* out;
   EnvelopeError* error;
-  std::string_view where;   // body being read: prefixes field names, default ref
-  bool failed = false;      // an error is recorded; later field errors are dropped
+  std::string_view where;  // body being read: prefixes field names, default ref
+  bool failed = false;     // an error is recorded; later field errors are dropped
 };
 
 // At most kMaxExcerpt bytes of `s`, cut on a UTF-8 boundary (errors go out in text frames).
@@ -246,7 +244,9 @@ bool fail_json(Ctx& c, std::string_view why) {
   return false;
 }
 
-bool fail_json(Ctx& c, error_code e) { return fail_json(c, simdjson::error_message(e)); }
+bool fail_json(Ctx& c, error_code e) {
+  return fail_json(c, simdjson::error_message(e));
+}
 
 // Starts the first field-level error; returns the message to complete, or null if one is recorded.
 std::string* begin_error(Ctx& c, std::string_view code, std::string_view field) {
@@ -267,7 +267,8 @@ bool fail_duplicate(Ctx& c, std::string_view key) {
 // The outcome of a read_*() that saw INCORRECT_TYPE or worse; returns false to unwind.
 bool on_read_error(Ctx& c, error_code e, std::string_view field, std::string_view expected) {
   if (e != INCORRECT_TYPE) return fail_json(c, e);
-  if (std::string* m = begin_error(c, kErrInvalidField, field)) m->append(" must be ").append(expected);
+  if (std::string* m = begin_error(c, kErrInvalidField, field))
+    m->append(" must be ").append(expected);
   return true;
 }
 
@@ -302,15 +303,16 @@ bool read_room_entry(Ctx& c, std::string_view room, od::value& v) {
   for (auto field : obj) {
     std::string_view key;
     od::value child;
-    if ((e = field.unescaped_key().get(key)) || (e = field.value().get(child))) return fail_json(c, e);
+    if ((e = field.unescaped_key().get(key)) || (e = field.value().get(child)))
+      return fail_json(c, e);
     const bool is_offset = key == "offset";
     if (is_offset || key == "epoch") {
       bool& seen = is_offset ? seen_offset : seen_epoch;
       if (seen) return fail_duplicate(c, key);
       seen = true;
       e = read_uint64(child, is_offset ? &entry.offset : &entry.epoch, 5);
-      if (e != SUCCESS &&
-          !on_room_error(c, e, room, key, "an unsigned 64-bit integer (number or decimal string)")) {
+      if (e != SUCCESS && !on_room_error(c, e, room, key,
+                                         "an unsigned 64-bit integer (number or decimal string)")) {
         return false;
       }
     } else if ((e = skip_value(child, 5))) {
@@ -366,7 +368,8 @@ bool read_fields(Ctx& c, od::object& obj, std::span<const FieldSpec> fields, int
   }
   for (const FieldSpec& f : fields) {
     if (!f.required || !(c.out->*f.member).empty()) continue;
-    if (std::string* m = begin_error(c, kErrMissingField, f.name)) m->append(" is missing or empty");
+    if (std::string* m = begin_error(c, kErrMissingField, f.name))
+      m->append(" is missing or empty");
   }
   return true;
 }

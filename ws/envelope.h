@@ -52,9 +52,10 @@ struct InboundEnvelope {
 };
 
 struct EnvelopeError {
-  std::string_view code;  // static: "invalid_json", "unknown_envelope", "missing_field", "invalid_field"
-  std::string message;    // one human-readable line
-  std::string ref;        // the envelope type (or unknown key), or the message_id when known
+  std::string_view
+      code;  // static: "invalid_json", "unknown_envelope", "missing_field", "invalid_field"
+  std::string message;  // one human-readable line
+  std::string ref;      // the envelope type (or unknown key), or the message_id when known
 };
 
 inline constexpr std::string_view kErrInvalidJson = "invalid_json";

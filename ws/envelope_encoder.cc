@@ -7,6 +7,7 @@
 #include <cassert>
 #include <charconv>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__SSE2__)
 #include <emmintrin.h>
@@ -45,23 +46,65 @@ constexpr std::array<uint8_t, 256> kByteClass = [] {
   return t;
 }();
 
-// Length of the prefix of s[0, n) that is copied verbatim.
-size_t plain_prefix(const unsigned char* s, size_t n) {
+// The scanners below are forced inline: each call covers only a few bytes of a short string.
+
+// Bit 7 of each byte of the result is set where `x` has a byte needing attention (< 0x20, '"',
+// '\\', 0xE2). Borrows can set bits above a true hit, never below one, so the lowest set bit
+// is exact (the classic has-zero-byte / has-less-than tricks, OR-ed).
+[[gnu::always_inline]] inline uint64_t special_bytes(uint64_t x) {
+  constexpr uint64_t kOnes = 0x0101010101010101ull, kHigh = 0x8080808080808080ull;
+  auto zero_bytes = [](uint64_t y) { return (y - kOnes) & ~y & kHigh; };
+  const uint64_t control = (x - kOnes * 0x20) & ~x & kHigh;
+  return control | zero_bytes(x ^ (kOnes * '"')) | zero_bytes(x ^ (kOnes * '\\')) |
+         zero_bytes(x ^ (kOnes * 0xE2));
+}
+
+[[gnu::always_inline]] inline size_t first_special_in_word(const unsigned char* s) {
+  uint64_t x;
+  std::memcpy(&x, s, 8);
+  const uint64_t bits = special_bytes(x);  // little-endian: lowest address, lowest bits
+  return bits ? static_cast<size_t>(__builtin_ctzll(bits)) / 8 : 8;
+}
+
+#if defined(__SSE2__)
+[[gnu::always_inline]] inline unsigned special_mask16(const unsigned char* s) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s));
+  const __m128i control = _mm_cmpeq_epi8(_mm_min_epu8(v, _mm_set1_epi8(0x1F)), v);  // <= 0x1F
+  const __m128i quote = _mm_cmpeq_epi8(v, _mm_set1_epi8('"'));
+  const __m128i backslash = _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'));
+  const __m128i e2 = _mm_cmpeq_epi8(v, _mm_set1_epi8(static_cast<char>(0xE2)));
+  return static_cast<unsigned>(
+      _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(control, quote), _mm_or_si128(backslash, e2))));
+}
+#endif
+
+// Length of the prefix of s[0, n) that is copied verbatim. Most strings are short (ids, room
+// names), so a tail is finished with one overlapping load instead of a byte loop.
+[[gnu::always_inline]] inline size_t plain_prefix(const unsigned char* s, size_t n) {
   size_t i = 0;
 #if defined(__SSE2__)
-  const __m128i quote = _mm_set1_epi8('"');
-  const __m128i backslash = _mm_set1_epi8('\\');
-  const __m128i e2 = _mm_set1_epi8(static_cast<char>(0xE2));
-  const __m128i max_control = _mm_set1_epi8(0x1F);
-  for (; i + 16 <= n; i += 16) {
-    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
-    const __m128i control = _mm_cmpeq_epi8(_mm_min_epu8(v, max_control), v);  // v <= 0x1F
-    const __m128i special = _mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, backslash));
-    const int bits = _mm_movemask_epi8(
-        _mm_or_si128(_mm_or_si128(control, special), _mm_cmpeq_epi8(v, e2)));
-    if (bits != 0) return i + static_cast<size_t>(__builtin_ctz(static_cast<unsigned>(bits)));
+  if (n >= 16) {
+    for (; i + 16 <= n; i += 16) {
+      if (const unsigned bits = special_mask16(s + i)) return i + __builtin_ctz(bits);
+    }
+    if (i == n) return n;
+    // Reload the last 16 bytes; drop the bits of those already checked.
+    const unsigned bits = special_mask16(s + n - 16) >> (16 - (n - i));
+    return bits ? i + __builtin_ctz(bits) : n;
   }
 #endif
+  for (; i + 8 <= n; i += 8) {
+    const size_t at = first_special_in_word(s + i);
+    if (at < 8) return i + at;
+  }
+  if (i == n) return n;
+  if (n >= 8) {  // same overlapping trick for the tail
+    const size_t from = n - 8;
+    uint64_t x;
+    std::memcpy(&x, s + from, 8);
+    const uint64_t bits = special_bytes(x) >> (8 * (i - from));
+    return bits ? i + static_cast<size_t>(__builtin_ctzll(bits)) / 8 : n;
+  }
   while (i < n && kByteClass[s[i]] == 0) ++i;
   return i;
 }
@@ -80,13 +123,27 @@ size_t put_escape(Sink& out, const unsigned char* s, size_t n) {
     return 1;
   }
   switch (c) {
-    case '"': out.put("\\\""); break;
-    case '\\': out.put("\\\\"); break;
-    case '\b': out.put("\\b"); break;
-    case '\f': out.put("\\f"); break;
-    case '\n': out.put("\\n"); break;
-    case '\r': out.put("\\r"); break;
-    case '\t': out.put("\\t"); break;
+    case '"':
+      out.put("\\\"");
+      break;
+    case '\\':
+      out.put("\\\\");
+      break;
+    case '\b':
+      out.put("\\b");
+      break;
+    case '\f':
+      out.put("\\f");
+      break;
+    case '\n':
+      out.put("\\n");
+      break;
+    case '\r':
+      out.put("\\r");
+      break;
+    case '\t':
+      out.put("\\t");
+      break;
     default: {
       const char u[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 0xF]};
       out.put(std::string_view(u, sizeof u));
@@ -109,8 +166,18 @@ void put_string(Sink& out, std::string_view v) {
   out.put('"');
 }
 
+size_t decimal_digits(uint64_t v) {
+  size_t n = 1;
+  for (; v >= 10000; v /= 10000) n += 4;
+  return n + (v >= 10) + (v >= 100) + (v >= 1000);
+}
+
 template <class Sink>
 void put_uint(Sink& out, uint64_t v) {
+  if constexpr (std::is_same_v<Sink, CountingSink>) {
+    out.size += decimal_digits(v);
+    return;
+  }
   char digits[20];
   const auto result = std::to_chars(digits, digits + sizeof digits, v);
   out.put(std::string_view(digits, static_cast<size_t>(result.ptr - digits)));
