@@ -89,8 +89,10 @@ void Member::on_message(ws::WebSocketSession&, ws::Opcode opcode, std::string_vi
     send_error("unsupported_frame", "the rooms protocol is JSON in text frames", "binary");
     return;
   }
-  ws::InboundEnvelope envelope;
-  ws::EnvelopeError error;
+  // Per thread and reused: views into the decoder stay valid until the next decode, and the
+  // envelope's vectors keep their capacity.
+  static thread_local ws::InboundEnvelope envelope;
+  static thread_local ws::EnvelopeError error;
   if (!decoder().decode(payload, &envelope, &error)) {
     send_error(error.code, error.message, error.ref);
     return;
