@@ -321,8 +321,9 @@ void HttpConnection::on_timer() {
 // requests rarely touches the wheel.
 void HttpConnection::arm_timer() {
   const int64_t now = conn_.reactor().now_ms();
-  const int64_t deadline = request_started_ms_ >= 0 ? request_started_ms_ + options_.request_timeout_ms
-                                                    : now + options_.keepalive_timeout_ms;
+  const int64_t deadline = request_started_ms_ >= 0
+                               ? request_started_ms_ + options_.request_timeout_ms
+                               : now + options_.keepalive_timeout_ms;
   if (timer_.pending() && timer_deadline_ms_ <= deadline) return;
   timer_deadline_ms_ = deadline;
   conn_.reactor().schedule(timer_, deadline - now);

@@ -139,6 +139,11 @@ FeedResult HttpParser::feed(const char* data, size_t len) {
     size_t used = n;
     if (err != HPE_OK) {
       used = std::min(n, static_cast<size_t>(llhttp_get_error_pos(&parser_) - start));
+      // llhttp calls any unknown method invalid; only a token can be a method we do not
+      // implement (501): other bytes (a TLS ClientHello, binary noise) are a malformed request.
+      if (err == HPE_INVALID_METHOD && used < n && !kTchar[static_cast<uint8_t>(start[used])]) {
+        return fail(400, "malformed request line", off + used);
+      }
     }
     off += used;
     (in_headers ? header_bytes_ : body_wire_bytes_) += used;
