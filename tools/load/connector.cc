@@ -59,9 +59,9 @@ Connector::~Connector() {
 }
 
 void Connector::connect(const net::SocketAddress& target, const net::SocketAddress* source,
-                        int64_t timeout_ms, Done done) {
+                        int64_t timeout_ms, Done done, int receive_buffer) {
   std::string error;
-  int fd = dial(target, source, &error);
+  int fd = dial(target, source, &error, receive_buffer);
   if (fd < 0) {
     reactor_.post([done = std::move(done), error] { done(nullptr, error); });
     return;

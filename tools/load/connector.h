@@ -32,9 +32,10 @@ class Connector : public net::ConnectionOwner {
   Connector(const Connector&) = delete;
   Connector& operator=(const Connector&) = delete;
 
-  // Connects to `target`, from `source` when given (see dial()).
+  // Connects to `target`, from `source` when given, with SO_RCVBUF `receive_buffer` when not
+  // 0 (see dial()).
   void connect(const net::SocketAddress& target, const net::SocketAddress* source,
-               int64_t timeout_ms, Done done);
+               int64_t timeout_ms, Done done, int receive_buffer = 0);
 
   size_t pending() const { return pending_.size(); }
   size_t connections() const { return connections_.size(); }

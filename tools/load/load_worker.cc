@@ -21,6 +21,10 @@ void LoadCounters::add(const LoadCounters& o) {
   pongs_received += o.pongs_received;
   pongs_missed += o.pongs_missed;
   deflate_connections += o.deflate_connections;
+  acks += o.acks;
+  order_violations += o.order_violations;
+  skipped += o.skipped;
+  publish_held_back += o.publish_held_back;
 }
 
 // The reactor is built on its own thread and start() is posted as the first task, so by the

@@ -37,6 +37,11 @@ struct LoadCounters {
   uint64_t pongs_received = 0;
   uint64_t pongs_missed = 0;         // a ping still unanswered when the next one was due
   uint64_t deflate_connections = 0;  // opened with permessage-deflate negotiated
+  // Rooms (fanout): deliveries are messages_received, publishes messages_sent.
+  uint64_t acks = 0;               // a publisher's own message came back
+  uint64_t order_violations = 0;   // an offset that was not the previous one plus one
+  uint64_t skipped = 0;            // offsets announced as skipped by lagged notices
+  uint64_t publish_held_back = 0;  // publishes not queued: the publisher's socket was full
 
   void add(const LoadCounters& other);
   uint64_t errors() const {

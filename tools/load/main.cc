@@ -31,6 +31,12 @@ int main(int argc, char** argv) {
       return run_tcp_echo(options);
     case Command::kHold:
       return run_hold(options);
+    case Command::kFanout:
+      return run_fanout(options);
+    case Command::kSlow:
+      return run_slow(options);
+    case Command::kRelay:
+      return run_relay(options);
   }
   return 2;
 }

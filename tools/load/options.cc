@@ -17,7 +17,12 @@ constexpr unsigned bit(Command c) {
 constexpr unsigned kEcho = bit(Command::kEcho);
 constexpr unsigned kTcp = bit(Command::kTcpEcho);
 constexpr unsigned kHold = bit(Command::kHold);
-constexpr unsigned kAll = kEcho | kTcp | kHold;
+constexpr unsigned kFanout = bit(Command::kFanout);
+constexpr unsigned kSlow = bit(Command::kSlow);
+constexpr unsigned kRelay = bit(Command::kRelay);
+constexpr unsigned kLoad = kEcho | kTcp | kHold;  // the connection-count commands
+constexpr unsigned kWs = kEcho | kHold | kFanout | kSlow;
+constexpr unsigned kAll = kLoad | kFanout | kSlow | kRelay;
 
 using Setter = std::function<bool(Options&, std::string_view, std::string*)>;
 
@@ -52,13 +57,14 @@ bool parse_duration(std::string_view text, int64_t lo, int64_t* out, std::string
   return true;
 }
 
-// "500/s" or "500": connections per second.
-bool parse_rate(std::string_view text, double* out, std::string* error) {
+// "500/s" or "500": events per second (zero only when `allow_zero`).
+bool parse_rate(std::string_view text, double* out, std::string* error, bool allow_zero = false) {
   std::string_view number = text;
   if (number.size() > 2 && number.substr(number.size() - 2) == "/s") number.remove_suffix(2);
   double v = 0;
   auto [end, ec] = std::from_chars(number.data(), number.data() + number.size(), v);
-  if (ec != std::errc() || end != number.data() + number.size() || !(v > 0) || v > 1e7) {
+  bool in_range = allow_zero ? v >= 0 : v > 0;
+  if (ec != std::errc() || end != number.data() + number.size() || !in_range || v > 1e7) {
     *error = "expected a rate such as 500/s, got '" + std::string(text) + "'";
     return false;
   }
@@ -66,9 +72,36 @@ bool parse_rate(std::string_view text, double* out, std::string* error) {
   return true;
 }
 
+// Milliseconds as a bare integer ("50") or a duration with a unit ("50ms", "1s").
+bool parse_ms(std::string_view text, int64_t* out, std::string* error) {
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec == std::errc() && end == text.data() + text.size() && v >= 0 && v <= 3600000) {
+    *out = v;
+    return true;
+  }
+  if (!text.empty() && !(text.back() >= '0' && text.back() <= '9'))
+    return parse_duration(text, 0, out, error);
+  *error = "expected milliseconds (0..3600000) or a duration such as 50ms, got '" +
+           std::string(text) + "'";
+  return false;
+}
+
+// "8080" (on 127.0.0.1) or "HOST:PORT".
+bool parse_listen(std::string_view text, net::SocketAddress* out, std::string* error) {
+  bool bare_port = !text.empty() && text.find_first_not_of("0123456789") == std::string_view::npos;
+  std::string hostport = bare_port ? "127.0.0.1:" + std::string(text) : std::string(text);
+  return net::SocketAddress::parse(hostport, out, error);
+}
+
+const std::vector<Flag>& flags();
+const std::vector<Flag>& more_flags();
+
 const std::vector<Flag>& flags() {
   static const std::vector<Flag> table = {
-      {"url", "ws://HOST:PORT/PATH", "WebSocket endpoint to load", "required", kEcho | kHold,
+      {"url", "ws://HOST:PORT/PATH",
+       "WebSocket endpoint to load (slow: /stream?rate=N&size=S, or /ws with --room)", "required",
+       kWs,
        [](Options& o, std::string_view v, std::string* e) {
          o.target_text = std::string(v);
          return parse_ws_url(v, &o.url, e);
@@ -78,15 +111,18 @@ const std::vector<Flag>& flags() {
          o.target_text = std::string(v);
          return net::SocketAddress::parse(v, &o.addr, e);
        }},
-      {"connections", "N", "connections to open", "1; hold: 100", kAll,
+      {"connections", "N", "connections to open", "1; hold: 100", kLoad,
        [](Options& o, std::string_view v, std::string* e) {
          return parse_int(v, 1, 1000000, &o.connections, e);
        }},
-      {"depth", "D", "messages in flight per connection", "1", kEcho | kTcp,
+      {"depth", "D", "messages in flight per connection (fanout: per publisher when --rate is 0)",
+       "1", kEcho | kTcp | kFanout,
        [](Options& o, std::string_view v, std::string* e) {
          return parse_int(v, 1, 65536, &o.depth, e);
        }},
-      {"size", "BYTES", "message size (16B..64MiB; k, KiB, M, MiB units)", "32B", kEcho | kTcp,
+      {"size", "BYTES",
+       "message size (16B..64MiB; k, KiB, M, MiB units); fanout, slow: room message content",
+       "32B; slow: 1000B", kEcho | kTcp | kFanout | kSlow,
        [](Options& o, std::string_view v, std::string* e) {
          if (core::parse_bytes(v, &o.size) && o.size >= kMinMessageSize &&
              o.size <= kMaxMessageSize)
@@ -99,7 +135,7 @@ const std::vector<Flag>& flags() {
        [](Options& o, std::string_view v, std::string* e) {
          return parse_duration(v, 1, &o.seconds_ms, e);
        }},
-      {"warmup-seconds", "DURATION", "load before measuring starts", "0s", kEcho | kTcp,
+      {"warmup-seconds", "DURATION", "load before measuring starts", "0s", kEcho | kTcp | kFanout,
        [](Options& o, std::string_view v, std::string* e) {
          return parse_duration(v, 0, &o.warmup_ms, e);
        }},
@@ -107,7 +143,7 @@ const std::vector<Flag>& flags() {
        [](Options& o, std::string_view, std::string*) { return o.binary = true; }},
       {"deflate", nullptr, "offer permessage-deflate and compress every message", "off", kEcho,
        [](Options& o, std::string_view, std::string*) { return o.deflate = true; }},
-      {"threads", "N", "reactor threads, connections spread round-robin", "1", kAll,
+      {"threads", "N", "reactor threads, connections spread round-robin", "1", kWs | kTcp,
        [](Options& o, std::string_view v, std::string* e) {
          return parse_int(v, 1, 256, &o.threads, e);
        }},
@@ -117,7 +153,7 @@ const std::vector<Flag>& flags() {
        [](Options& o, std::string_view v, std::string* e) {
          return parse_duration(v, 10, &o.ping_interval_ms, e);
        }},
-      {"connect-timeout", "DURATION", "time allowed for TCP connect plus upgrade", "5s", kAll,
+      {"connect-timeout", "DURATION", "time allowed for TCP connect plus upgrade", "5s", kWs | kTcp,
        [](Options& o, std::string_view v, std::string* e) {
          return parse_duration(v, 1, &o.connect_timeout_ms, e);
        }},
@@ -137,18 +173,173 @@ const std::vector<Flag>& flags() {
   return table;
 }
 
+// The flags of fanout, slow and relay.
+const std::vector<Flag>& more_flags() {
+  static const std::vector<Flag> table = {
+      {"rooms", "K", "rooms, each with --members members", "1", kFanout,
+       [](Options& o, std::string_view v, std::string* e) {
+         return parse_int(v, 1, 100000, &o.rooms, e);
+       }},
+      {"members", "M", "members per room (connections that only receive)", "10", kFanout,
+       [](Options& o, std::string_view v, std::string* e) {
+         return parse_int(v, 0, 1000000, &o.members, e);
+       }},
+      {"publishers", "P", "publishing connections, spread over the rooms (each is a member too)",
+       "1", kFanout,
+       [](Options& o, std::string_view v, std::string* e) {
+         return parse_int(v, 1, 100000, &o.publishers, e);
+       }},
+      {"rate", "R/s",
+       "messages published per second in total; 0 = as fast as acks allow (a publisher's own "
+       "message coming back), --depth in flight each",
+       "0", kFanout,
+       [](Options& o, std::string_view v, std::string* e) {
+         return parse_rate(v, &o.publish_rate, e, true);
+       }},
+      {"clients", "N", "slow clients (each pauses reading for its delay per message)", "1", kSlow,
+       [](Options& o, std::string_view v, std::string* e) {
+         return parse_int(v, 0, 100000, &o.clients, e);
+       }},
+      {"delay-ms", "MS", "time a slow client spends on each message (scenario 1)", "50", kSlow,
+       [](Options& o, std::string_view v, std::string* e) { return parse_ms(v, &o.delay_ms, e); }},
+      {"delay-base-ms", "MS",
+       "scenario 3: each slow client's delay is base + random(0..range) (replaces --delay-ms)",
+       "unset", kSlow,
+       [](Options& o, std::string_view v, std::string* e) {
+         return parse_ms(v, &o.delay_base_ms, e);
+       }},
+      {"delay-range-ms", "MS", "width of the random part of the delay (with --delay-base-ms)", "0",
+       kSlow,
+       [](Options& o, std::string_view v, std::string* e) {
+         return parse_ms(v, &o.delay_range_ms, e);
+       }},
+      {"fast-clients", "F", "clients that read as fast as they can, to show they are unaffected",
+       "0", kSlow,
+       [](Options& o, std::string_view v, std::string* e) {
+         return parse_int(v, 0, 100000, &o.fast_clients, e);
+       }},
+      {"seed", "N", "seed of the random delays (same seed, same delays)", "1", kSlow,
+       [](Options& o, std::string_view v, std::string* e) {
+         int seed = 0;
+         if (!parse_int(v, 0, 2147483647, &seed, e)) return false;
+         o.seed = static_cast<uint64_t>(seed);
+         return true;
+       }},
+      {"room", "ROOM",
+       "join this room of the rooms protocol (--url ws://H:P/ws) instead of /stream", "none", kSlow,
+       [](Options& o, std::string_view v, std::string* e) {
+         if (v.empty() || v.size() > 128) {
+           *e = "expected a room id of 1..128 bytes";
+           return false;
+         }
+         o.room = std::string(v);
+         return true;
+       }},
+      {"publish-rate", "R/s", "with --room: messages the tool publishes into the room per second",
+       "100/s", kSlow,
+       [](Options& o, std::string_view v, std::string* e) {
+         return parse_rate(v, &o.publish_rate, e);
+       }},
+      {"metrics-url", "http://HOST:PORT/metrics", "the server's metrics, sampled every second",
+       "the --url's host:port", kSlow,
+       [](Options& o, std::string_view v, std::string* e) {
+         o.metrics_given = true;
+         return parse_http_url(v, &o.metrics_url, e);
+       }},
+      {"via-relay", "B/s",
+       "slow clients connect through an in-process relay of this bandwidth "
+       "(scenario 2; 0 = unlimited); stdin and signals change it as for relay",
+       "off", kSlow,
+       [](Options& o, std::string_view v, std::string* e) {
+         return parse_bandwidth(v, &o.via_relay, e);
+       }},
+      {"rcvbuf", "BYTES", "SO_RCVBUF of each slow client (smaller: backpressure sooner)",
+       "kernel's", kSlow,
+       [](Options& o, std::string_view v, std::string* e) {
+         if (core::parse_bytes(v, &o.receive_buffer) && o.receive_buffer <= (256u << 20))
+           return true;
+         *e = "expected a size up to 256MiB, got '" + std::string(v) + "'";
+         return false;
+       }},
+      {"listen", "[HOST:]PORT", "where the relay accepts clients (a bare port: on 127.0.0.1)",
+       "required", kRelay,
+       [](Options& o, std::string_view v, std::string* e) {
+         return parse_listen(v, &o.listen, e);
+       }},
+      {"target", "HOST:PORT", "where the relay forwards each connection", "required", kRelay,
+       [](Options& o, std::string_view v, std::string* e) {
+         o.target_text = std::string(v);
+         return net::SocketAddress::parse(v, &o.addr, e);
+       }},
+      {"bandwidth", "B/s",
+       "bytes per second per direction of each connection (0 = unlimited); while running, "
+       "stdin 'bandwidth N' sets it, SIGUSR1 halves it, SIGUSR2 doubles it",
+       "0", kRelay,
+       [](Options& o, std::string_view v, std::string* e) {
+         return parse_bandwidth(v, &o.bandwidth, e);
+       }},
+      {"bandwidth-schedule", "T:B,...",
+       "bandwidth changes at times since the start, e.g. 0s:1000,20s:0,40s:3000", "none",
+       kRelay | kSlow,
+       [](Options& o, std::string_view v, std::string* e) {
+         return parse_bandwidth_schedule(v, &o.bandwidth_schedule, e);
+       }},
+  };
+  return table;
+}
+
 const Flag* find_flag(std::string_view name, Command command) {
-  for (const Flag& f : flags())
-    if (name == f.name && (f.commands & bit(command))) return &f;
+  for (const auto* table : {&flags(), &more_flags()})
+    for (const Flag& f : *table)
+      if (name == f.name && (f.commands & bit(command))) return &f;
   return nullptr;
 }
 
-bool validate(const Options& o, std::string* error) {
-  if (o.target_text.empty()) {
-    bool needs_url = o.command == Command::kEcho || o.command == Command::kHold;
-    *error = needs_url ? "--url is required" : "--addr is required";
+bool validate_slow(Options& o, std::string* error) {
+  if (o.clients + o.fast_clients == 0) {
+    *error = "--clients and --fast-clients are both 0: nobody to measure";
     return false;
   }
+  if (o.delay_base_ms < 0 && o.delay_range_ms > 0) {
+    *error = "--delay-range-ms needs --delay-base-ms";
+    return false;
+  }
+  if (o.via_relay >= 0 && o.clients == 0) {
+    *error = "--via-relay throttles the slow clients, but --clients is 0";
+    return false;
+  }
+  if (!o.bandwidth_schedule.empty() && o.via_relay < 0) {
+    *error = "--bandwidth-schedule needs --via-relay";
+    return false;
+  }
+  if (!o.metrics_given) {
+    std::string why;
+    parse_http_url("http://" + o.url.host_header() + "/metrics", &o.metrics_url, &why);
+  }
+  return true;
+}
+
+bool validate(Options& o, std::string* error) {
+  if (o.target_text.empty()) {
+    bool needs_addr = o.command == Command::kTcpEcho || o.command == Command::kRelay;
+    *error = needs_addr
+                 ? (o.command == Command::kRelay ? "--target is required" : "--addr is required")
+                 : "--url is required";
+    return false;
+  }
+  if (o.command == Command::kRelay && o.listen.port() == 0) {
+    *error = "--listen is required";
+    return false;
+  }
+  if (o.command == Command::kSlow) return validate_slow(o, error);
+  if (o.command == Command::kFanout) {
+    if (static_cast<double>(o.rooms) * o.members + o.publishers > 1e6) {
+      *error = "--rooms x --members + --publishers exceeds 1,000,000 connections";
+      return false;
+    }
+    return true;
+  }
+  if (o.command == Command::kRelay) return true;
   // In-flight bytes are held by both ends; more than this is a typo, not a test.
   constexpr double kMaxInFlight = 2.0 * (1u << 30);
   if (o.command != Command::kHold &&
@@ -161,6 +352,8 @@ bool validate(const Options& o, std::string* error) {
 
 void apply_command_defaults(Options* o) {
   if (o->command == Command::kHold) o->connections = 100;
+  if (o->command == Command::kSlow) o->size = 1000;
+  if (o->command == Command::kSlow) o->publish_rate = 100;
 }
 
 }  // namespace
@@ -173,6 +366,12 @@ std::string_view command_name(Command command) {
       return "tcp-echo";
     case Command::kHold:
       return "hold";
+    case Command::kFanout:
+      return "fanout";
+    case Command::kSlow:
+      return "slow";
+    case Command::kRelay:
+      return "relay";
   }
   return "?";
 }
@@ -243,6 +442,49 @@ ParseStatus parse_command_line(int argc, const char* const* argv, Options* out,
   return ParseStatus::kOk;
 }
 
+bool parse_bandwidth(std::string_view text, double* out, std::string* error) {
+  std::string_view number = text;
+  if (number.size() > 2 && number.substr(number.size() - 2) == "/s") number.remove_suffix(2);
+  uint64_t bytes = 0;
+  if (!core::parse_bytes(number, &bytes) || bytes > (uint64_t{1} << 40)) {
+    *error = "expected bytes per second such as 1000, 1000/s or 64KiB/s, got '" +
+             std::string(text) + "'";
+    return false;
+  }
+  *out = static_cast<double>(bytes);
+  return true;
+}
+
+bool parse_bandwidth_schedule(std::string_view text, std::vector<BandwidthStep>* out,
+                              std::string* error) {
+  std::vector<BandwidthStep> steps;
+  while (!text.empty()) {
+    size_t comma = text.find(',');
+    std::string_view item = text.substr(0, comma);
+    text = comma == std::string_view::npos ? std::string_view() : text.substr(comma + 1);
+    size_t colon = item.find(':');
+    BandwidthStep step;
+    if (colon == std::string_view::npos ||
+        !parse_duration(item.substr(0, colon), 0, &step.at_ms, error) ||
+        !parse_bandwidth(item.substr(colon + 1), &step.bytes_per_sec, error)) {
+      if (colon == std::string_view::npos)
+        *error = "expected TIME:BYTES_PER_SEC items, got '" + std::string(item) + "'";
+      return false;
+    }
+    if (!steps.empty() && step.at_ms <= steps.back().at_ms) {
+      *error = "schedule times must increase";
+      return false;
+    }
+    steps.push_back(step);
+  }
+  if (steps.empty()) {
+    *error = "empty schedule";
+    return false;
+  }
+  *out = std::move(steps);
+  return true;
+}
+
 std::string usage(std::optional<Command> command) {
   std::string out =
       "weir-load — load, latency and endurance tool for weir\n\n"
@@ -251,20 +493,25 @@ std::string usage(std::optional<Command> command) {
       "  echo      N WebSocket connections keep D messages in flight; every echo verified\n"
       "  tcp-echo  the same over raw TCP with fixed-size messages (weir --tcp-echo baseline)\n"
       "  hold      open N idle WebSocket connections at a bounded rate, ping them, count "
-      "survivors\n\n"
+      "survivors\n"
+      "  fanout    members in K rooms, P publishers: deliveries/s, loss, order, latency\n"
+      "  slow      slow clients against /stream or a room, sampling the server's /metrics:\n"
+      "            when does backpressure hold the server back (--plot shades it)\n"
+      "  relay     a throttling TCP relay whose bandwidth can change while it runs\n\n"
       "Every run prints a progress line each second on stderr and a JSON summary on stdout,\n"
       "and exits 0 when nothing failed, 1 on errors, 2 on bad arguments.\n";
   if (!command) return out + "\n'weir-load COMMAND --help' lists a command's flags.\n";
   out += "\nflags of " + std::string(command_name(*command)) + ":\n";
-  for (const Flag& f : flags()) {
-    if (!(f.commands & bit(*command))) continue;
-    std::string left = "  --" + std::string(f.name) + (f.value ? " " + std::string(f.value) : "");
-    if (left.size() < 34)
-      left.resize(34, ' ');
-    else
-      left += "  ";
-    out += left + f.help + " (default: " + f.default_text + ")\n";
-  }
+  for (const auto* table : {&flags(), &more_flags()})
+    for (const Flag& f : *table) {
+      if (!(f.commands & bit(*command))) continue;
+      std::string left = "  --" + std::string(f.name) + (f.value ? " " + std::string(f.value) : "");
+      if (left.size() < 34)
+        left.resize(34, ' ');
+      else
+        left += "  ";
+      out += left + f.help + " (default: " + f.default_text + ")\n";
+    }
   return out;
 }
 

@@ -37,6 +37,19 @@ JsonWriter& JsonWriter::end_object() {
   return *this;
 }
 
+JsonWriter& JsonWriter::begin_array(std::string_view name) {
+  key(name);
+  out_ += '[';
+  first_ = true;
+  return *this;
+}
+
+JsonWriter& JsonWriter::end_array() {
+  out_ += ']';
+  first_ = false;
+  return *this;
+}
+
 JsonWriter& JsonWriter::field(std::string_view name, std::string_view value) {
   key(name);
   out_ += quote(value);

@@ -25,6 +25,9 @@ class JsonWriter {
  public:
   JsonWriter& begin_object(std::string_view key = {});
   JsonWriter& end_object();
+  // An array's elements are written with an empty key (field({}, v), begin_object()).
+  JsonWriter& begin_array(std::string_view key = {});
+  JsonWriter& end_array();
   JsonWriter& field(std::string_view key, std::string_view value);
   JsonWriter& field(std::string_view key, const char* value) {
     return field(key, std::string_view(value));

@@ -16,10 +16,11 @@ constexpr double kRight = 200;  // legend column
 constexpr double kTop = 50;
 constexpr double kGap = 50;  // between panels, room for the x tick labels
 constexpr double kBottom = 50;
-constexpr size_t kMaxLegendLines = 10;  // a panel of 64 clients names the first ten
+constexpr size_t kMaxLegendLines = 12;  // a panel of 64 clients names the first twelve
 
-const char* const kLineColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e",
-                                   "#17becf", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22"};
+const char* const kLineColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#9467bd",
+                                   "#ff7f0e", "#17becf", "#8c564b", "#e377c2",
+                                   "#7f7f7f", "#bcbd22", "#393b79", "#637939"};
 const char* const kRegionColors[] = {"#ff9896", "#c7c7c7", "#ffbb78", "#98df8a", "#aec7e8"};
 
 struct Range {
@@ -208,7 +209,10 @@ std::string render_svg(const PlotSpec& spec) {
   out += "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"" + num(kWidth) +
          "\" height=\"" + num(height) + "\" viewBox=\"0 0 " + num(kWidth) + " " + num(height) +
          "\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n";
-  text(&out, kWidth / 2, 28, spec.title, "middle", 16);
+  // About 8.5 px a character at 16 px: a long title gets a smaller font rather than clipped ends.
+  int title_size =
+      std::clamp(static_cast<int>(1800 / std::max<size_t>(spec.title.size(), 1)), 10, 16);
+  text(&out, kWidth / 2, 28, spec.title, "middle", title_size);
 
   std::map<std::string, const char*> region_colors;
   for (const PlotRegion& g : spec.regions)

@@ -53,12 +53,23 @@ bool parse_ws_url(std::string_view text, WsUrl* out, std::string* error) {
   return true;
 }
 
-int dial(const net::SocketAddress& target, const net::SocketAddress* source, std::string* error) {
-  if (source == nullptr) return net::connect_nonblocking(target, error);
+int dial(const net::SocketAddress& target, const net::SocketAddress* source, std::string* error,
+         int receive_buffer) {
+  if (source == nullptr && receive_buffer == 0) return net::connect_nonblocking(target, error);
   int fd = ::socket(target.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     *error = std::string("socket: ") + std::strerror(errno);
     return -1;
+  }
+  if (receive_buffer > 0)
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+  if (source == nullptr) {
+    if (::connect(fd, target.sockaddr(), target.length()) < 0 && errno != EINPROGRESS) {
+      *error = "connect " + target.to_string() + ": " + std::strerror(errno);
+      ::close(fd);
+      return -1;
+    }
+    return fd;
   }
   int one = 1;
   ::setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);

@@ -27,9 +27,11 @@ struct WsUrl {
 bool parse_ws_url(std::string_view text, WsUrl* out, std::string* error);
 
 // Starts a non-blocking TCP connect to `target`; with `source`, binds to it first (port 0,
-// IP_BIND_ADDRESS_NO_PORT so the port is picked per destination at connect time). Returns the
-// fd, or -1 with a reason. Thread-safe.
-int dial(const net::SocketAddress& target, const net::SocketAddress* source, std::string* error);
+// IP_BIND_ADDRESS_NO_PORT so the port is picked per destination at connect time). A non-zero
+// `receive_buffer` sets SO_RCVBUF before the connect (so the window is scaled for it). Returns
+// the fd, or -1 with a reason. Thread-safe.
+int dial(const net::SocketAddress& target, const net::SocketAddress* source, std::string* error,
+         int receive_buffer = 0);
 
 // Round-robin source addresses for one thread. Spreads only towards an IPv4 loopback target
 // (any 127.x address is local); otherwise next() returns nullptr: let the kernel choose.

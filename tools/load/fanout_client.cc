@@ -1,0 +1,239 @@
+// tools/load/fanout_client.cc — room members, publishers, and the per-thread pacing.
+#include "tools/load/fanout_client.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/clock.h"
+#include "tools/load/echo_run.h"
+
+namespace weir::load {
+
+// ---------------------------------------------------------------- FanoutClient
+
+FanoutClient::FanoutClient(FanoutWorker& worker, const FanoutClientSpec& spec)
+    : worker_(worker), spec_(spec), room_id_(worker.room_id(spec.room)) {
+  join_timer_.set_callback([this] { abort_if_unjoined(); });
+}
+
+FanoutClient::~FanoutClient() = default;
+
+void FanoutClient::connect() {
+  const Options& o = worker_.options();
+  worker_.counters().connects_started++;
+  worker_.connector().connect(o.url.address, nullptr, o.connect_timeout_ms,
+                              [this](net::Connection* conn, std::string_view error) {
+                                if (conn == nullptr) {
+                                  worker_.counters().connect_failures++;
+                                  worker_.errors().report("connect failed: " + std::string(error));
+                                  return;
+                                }
+                                auto client = std::make_unique<WsClient>(*conn, worker_.config(),
+                                                                         &worker_.context(), this);
+                                client_ = client.get();
+                                conn->set_handler(std::move(client));
+                              });
+  worker_.reactor().schedule(join_timer_, o.connect_timeout_ms);
+}
+
+void FanoutClient::close() {
+  join_timer_.cancel();
+  if (client_) client_->close(ws::kCloseNormal, "run complete");
+}
+
+void FanoutClient::abort_if_unjoined() {
+  if (client_ && !joined()) client_->abort("no room_joined within --connect-timeout");
+}
+
+void FanoutClient::on_open(WsClient&) {}  // the session envelope comes first
+
+void FanoutClient::on_message_data(WsClient&, std::span<const char> data, bool last) {
+  std::string_view text;
+  if (assembler_.feed(data, last, &text)) on_envelope(text);
+}
+
+void FanoutClient::on_envelope(std::string_view text) {
+  RoomEnvelope e = parse_room_envelope(text);
+  LoadCounters& c = worker_.counters();
+  switch (e.type) {
+    case RoomEvent::kSession:
+      if (client_) client_->send(ws::Opcode::kText, join_envelope(room_id_));
+      break;
+    case RoomEvent::kJoined:
+      if (!joined()) {
+        join_timer_.cancel();
+        c.connections_opened++;
+        c.connections_open++;
+      }
+      offsets_.joined(e.offset, e.epoch);
+      if (spec_.publisher >= 0 && worker_.sending() && worker_.ack_paced()) fill();
+      break;
+    case RoomEvent::kMessage:
+      on_delivery(e);
+      break;
+    case RoomEvent::kLagged:
+      offsets_.on_lagged(e.from, e.to);
+      if (e.to >= e.from) c.skipped += e.to - e.from + 1;
+      break;
+    case RoomEvent::kError:
+    case RoomEvent::kMalformed:
+      c.protocol_errors++;
+      worker_.errors().report("server said: " + std::string(text.substr(0, 200)));
+      break;
+    default:
+      break;
+  }
+}
+
+void FanoutClient::on_delivery(const RoomEnvelope& e) {
+  LoadCounters& c = worker_.counters();
+  uint64_t previous = offsets_.last_offset();
+  if (offsets_.on_message(e.offset, e.epoch) != OffsetTracker::Arrival::kInOrder) {
+    c.order_violations++;
+    worker_.errors().report("room " + room_id_ + ": offset " + std::to_string(e.offset) +
+                            " after " + std::to_string(previous));
+  }
+  c.messages_received++;
+  c.bytes_received += e.content.size();
+  ContentStamp stamp;
+  if (!parse_content_stamp(e.content, &stamp)) return;  // someone else's message
+  int64_t latency = core::monotonic_ns() - stamp.send_ns;
+  worker_.latency().record(latency > 0 ? static_cast<uint64_t>(latency) : 0);
+  if (spec_.publisher < 0 || stamp.publisher != static_cast<uint32_t>(spec_.publisher)) return;
+  c.acks++;
+  if (in_flight_ > 0) in_flight_--;
+  if (worker_.ack_paced()) fill();
+}
+
+void FanoutClient::fill() {
+  while (worker_.sending() && joined() && in_flight_ < worker_.options().depth)
+    if (!send_message()) return;
+}
+
+bool FanoutClient::publish_one() {
+  if (!client_ || !joined()) return false;
+  if (client_->connection().queued_bytes() > kMaxQueued) {
+    worker_.counters().publish_held_back++;
+    return false;
+  }
+  return send_message();
+}
+
+bool FanoutClient::send_message() {
+  if (!client_) return false;
+  const Options& o = worker_.options();
+  ContentStamp stamp{core::monotonic_ns(), static_cast<uint32_t>(spec_.publisher), next_seq_};
+  size_t len = message_envelope_size(room_id_, o.size, stamp);
+  size_t n = write_message_envelope(client_->prepare(len), room_id_, o.size, stamp);
+  if (!client_->send_prepared(ws::Opcode::kText, n)) return false;
+  next_seq_++;
+  in_flight_++;
+  worker_.counters().messages_sent++;
+  worker_.counters().bytes_sent += o.size;
+  return true;
+}
+
+void FanoutClient::on_closed(WsClient&, const WsClientEnd& end) {
+  client_ = nullptr;
+  join_timer_.cancel();
+  LoadCounters& c = worker_.counters();
+  if (!joined()) {
+    c.connect_failures++;
+    worker_.errors().report("did not join " + room_id_ + ": " + end.reason);
+    return;
+  }
+  c.connections_open--;
+  if (worker_.closing()) return;
+  c.unexpected_closes++;
+  worker_.errors().report("member of " + room_id_ + " closed during the run: " + end.reason +
+                          " (code " + std::to_string(end.code) + ")");
+}
+
+// ---------------------------------------------------------------- FanoutWorker
+
+FanoutWorker::FanoutWorker(core::Reactor& reactor, const Options& options, std::string room_prefix,
+                           std::vector<FanoutClientSpec> specs, double rate, int64_t epoch_ns,
+                           ErrorLog* errors)
+    : reactor_(reactor),
+      options_(options),
+      room_prefix_(std::move(room_prefix)),
+      specs_(std::move(specs)),
+      rate_(rate),
+      errors_(errors),
+      context_(0xBF58476D1CE4E5B9ull ^ static_cast<uint64_t>(epoch_ns) ^
+               (specs_.empty() ? 0 : static_cast<uint64_t>(specs_[0].index) << 20)),
+      connector_(reactor, client_connection_options()) {
+  config_.host_header = options.url.host_header();
+  config_.target = options.url.target;
+  tick_timer_.set_callback([this] { tick(); });
+}
+
+FanoutWorker::~FanoutWorker() {
+  tick_timer_.cancel();
+}
+
+void FanoutWorker::start() {
+  clients_.reserve(specs_.size());
+  for (const FanoutClientSpec& spec : specs_) {
+    clients_.push_back(std::make_unique<FanoutClient>(*this, spec));
+    if (spec.publisher >= 0) publishers_.push_back(clients_.back().get());
+    clients_.back()->connect();
+  }
+}
+
+void FanoutWorker::sample(Sample* out) {
+  out->counters = counters_;
+  out->latency = latency_;
+  latency_.reset();
+}
+
+void FanoutWorker::start_sending() {
+  sending_ = true;
+  if (publishers_.empty()) return;
+  if (ack_paced()) {
+    for (FanoutClient* p : publishers_) p->fill();
+    return;
+  }
+  send_start_ms_ = reactor_.now_ms();
+  tick();
+}
+
+void FanoutWorker::stop_sending() {
+  sending_ = false;
+  tick_timer_.cancel();
+}
+
+// Sends what the rate makes due by now; a publisher that cannot take one is passed over, and
+// the message is not made up later (held back, not queued).
+void FanoutWorker::tick() {
+  if (!sending_) return;
+  double elapsed = static_cast<double>(reactor_.now_ms() - send_start_ms_) / 1000.0;
+  uint64_t due_total = static_cast<uint64_t>(std::floor(rate_ * elapsed)) + 1;
+  for (; due_ < due_total; ++due_) {
+    FanoutClient* p = publishers_[next_publisher_++ % publishers_.size()];
+    p->publish_one();
+  }
+  reactor_.schedule(tick_timer_, 10);
+}
+
+void FanoutWorker::close_all() {
+  stop_sending();
+  closing_ = true;
+  for (auto& c : clients_) c->close();
+}
+
+void FanoutWorker::abort_unjoined() {
+  for (auto& c : clients_) c->abort_if_unjoined();
+}
+
+void FanoutWorker::collect(std::vector<FanoutClientResult>* out) const {
+  for (const auto& c : clients_) {
+    FanoutClientResult& r = (*out)[c->spec().index];
+    r.room = c->spec().room;
+    r.publisher = c->spec().publisher >= 0;
+    r.joined = c->joined();
+    r.offsets = c->offsets();
+  }
+}
+
+}  // namespace weir::load

@@ -1,0 +1,125 @@
+// tools/load/room_protocol.cc — envelopes in and out, content stamps, reassembly.
+#include "tools/load/room_protocol.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstdio>
+#include <cstring>
+
+#include "tools/load/json_scan.h"
+
+namespace weir::load {
+namespace {
+
+constexpr std::string_view kMessageHead = "{\"message\":{\"target\":\"";
+constexpr std::string_view kContentHead = "\",\"content\":\"";
+constexpr std::string_view kMessageTail = "\"}}";
+
+int format_stamp(char* out, size_t cap, const ContentStamp& s) {
+  return std::snprintf(out, cap, "t=%lld,p=%u,s=%llu;", static_cast<long long>(s.send_ns),
+                       s.publisher, static_cast<unsigned long long>(s.seq));
+}
+
+template <typename T>
+bool take_number(std::string_view* text, std::string_view prefix, char end_char, T* out) {
+  if (text->substr(0, prefix.size()) != prefix) return false;
+  const char* begin = text->data() + prefix.size();
+  const char* end = text->data() + text->size();
+  auto [p, ec] = std::from_chars(begin, end, *out);
+  if (ec != std::errc() || p == end || *p != end_char) return false;
+  text->remove_prefix(static_cast<size_t>(p - text->data()) + 1);
+  return true;
+}
+
+}  // namespace
+
+RoomEnvelope parse_room_envelope(std::string_view json) {
+  RoomEnvelope e;
+  std::string_view key = json_first_key(json);
+  if (key == "message") {
+    if (json_find_uint(json, "offset", &e.offset) && json_find_uint(json, "epoch", &e.epoch) &&
+        json_find_string(json, "target", &e.room)) {
+      json_find_string(json, "content", &e.content);
+      e.type = RoomEvent::kMessage;
+    }
+  } else if (key == "room_joined") {
+    if (json_find_uint(json, "offset", &e.offset) && json_find_string(json, "room_id", &e.room)) {
+      json_find_uint(json, "epoch", &e.epoch);
+      e.type = RoomEvent::kJoined;
+    }
+  } else if (key == "lagged") {
+    if (json_find_uint(json, "from_offset", &e.from) && json_find_uint(json, "to_offset", &e.to) &&
+        json_find_string(json, "room_id", &e.room))
+      e.type = RoomEvent::kLagged;
+  } else if (key == "error") {
+    json_find_string(json, "code", &e.code);
+    json_find_string(json, "message", &e.text);
+    e.type = RoomEvent::kError;
+  } else if (key == "session") {
+    e.type = RoomEvent::kSession;
+  } else if (key == "room_left") {
+    json_find_string(json, "room_id", &e.room);
+    e.type = RoomEvent::kLeft;
+  } else if (!key.empty()) {
+    e.type = RoomEvent::kOther;
+  }
+  return e;
+}
+
+std::string join_envelope(std::string_view room) {
+  return "{\"join_room\":{\"room_id\":\"" + std::string(room) + "\"}}";
+}
+
+bool parse_content_stamp(std::string_view content, ContentStamp* out) {
+  ContentStamp s;
+  long long send_ns = 0;
+  if (!take_number(&content, "t=", ',', &send_ns) ||
+      !take_number(&content, "p=", ',', &s.publisher) || !take_number(&content, "s=", ';', &s.seq))
+    return false;
+  s.send_ns = send_ns;
+  *out = s;
+  return true;
+}
+
+size_t message_envelope_size(std::string_view room, size_t content_size, const ContentStamp& s) {
+  char stamp[96];
+  size_t stamp_len = static_cast<size_t>(format_stamp(stamp, sizeof stamp, s));
+  return kMessageHead.size() + room.size() + kContentHead.size() +
+         std::max(content_size, stamp_len) + kMessageTail.size();
+}
+
+size_t write_message_envelope(char* out, std::string_view room, size_t content_size,
+                              const ContentStamp& stamp) {
+  char* p = out;
+  auto put = [&p](std::string_view s) {
+    std::memcpy(p, s.data(), s.size());
+    p += s.size();
+  };
+  put(kMessageHead);
+  put(room);
+  put(kContentHead);
+  char head[96];
+  size_t n = static_cast<size_t>(format_stamp(head, sizeof head, stamp));
+  put(std::string_view(head, n));
+  if (content_size > n) {
+    std::memset(p, '.', content_size - n);
+    p += content_size - n;
+  }
+  put(kMessageTail);
+  return static_cast<size_t>(p - out);
+}
+
+bool MessageAssembler::feed(std::span<const char> data, bool last, std::string_view* message) {
+  if (!partial_ && last) {
+    *message = std::string_view(data.data(), data.size());
+    return true;
+  }
+  if (!partial_) buffer_.clear();
+  buffer_.append(data.data(), data.size());
+  partial_ = !last;
+  if (!last) return false;
+  *message = buffer_;
+  return true;
+}
+
+}  // namespace weir::load
