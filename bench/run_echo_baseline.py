@@ -44,7 +44,7 @@ def one_run(build, kind, size, depth, extra, seconds):
         msgs = summary["messages"]
         hz = os.sysconf("SC_CLK_TCK")
         return {"rate": summary["messages_per_sec"], "cpu_us": (after - before) / hz * 1e6 / max(msgs, 1),
-                "errors": summary["errors"]["total"], "cmd": " ".join(cmd[3:])}
+                "errors": summary["errors"]["total"], "cmd": " ".join(cmd[4:])}
     finally:
         server.terminate(); server.wait(timeout=10)
 
