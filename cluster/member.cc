@@ -31,11 +31,10 @@ core::Gauge g_members("weir_members", "Connections speaking the rooms protocol")
 constexpr size_t kCloseReserve = 256;
 
 std::atomic<uint64_t> g_next_member{1};
-thread_local ws::EnvelopeDecoder* t_decoder = nullptr;
-
+// One per reactor thread, made on first use and freed when the thread exits.
 ws::EnvelopeDecoder& decoder() {
-  if (!t_decoder) t_decoder = new ws::EnvelopeDecoder();  // one per thread, lives with it
-  return *t_decoder;
+  thread_local ws::EnvelopeDecoder t_decoder;
+  return t_decoder;
 }
 
 std::string random_token() {

@@ -258,11 +258,37 @@ void RoomShard::on_joined(ShardMessage& m) {
   }
   room.members.push_back(member_it->second);
   g_joins.inc();
-  member_it->second->joined(room, m.offset, m.epoch);
+  // Backpressure policy: a member already above its high watermark holds its new room too, so
+  // the release it later sends to every room it is in has a matching hold here. Read before
+  // joined(): if room_joined itself crosses the watermark, on_backpressure counts this room.
+  Member& member = *member_it->second;
+  bool holds = service_.config().policy == SlowConsumerPolicy::kBackpressure &&
+               member.session().above_high_watermark();
+  member.joined(room, m.offset, m.epoch);
+  if (holds) {
+    ShardMessage hold{ShardMessage::Kind::kBlock};
+    hold.room_id = m.room_id;
+    hold.delta = 1;
+    send(owner_of(m.room_id), std::move(hold));
+  }
 }
 
+// Backpressure policy: a member above its high watermark holds the room paused; leaving must
+// release that hold (before the leave reaches the owner), or the room's publishers stay paused
+// for good. A closing member releases its holds in Member::on_close instead.
 void RoomShard::leave(Member& member, std::string_view room_id) {
-  if (LocalRoom* room = local_room(room_id)) leave_local(member, *room);
+  LocalRoom* room = local_room(room_id);
+  if (!room) return;
+  auto& members = room->members;
+  if (std::find(members.begin(), members.end(), &member) == members.end()) return;
+  if (service_.config().policy == SlowConsumerPolicy::kBackpressure &&
+      member.session().above_high_watermark()) {
+    ShardMessage release{ShardMessage::Kind::kBlock};
+    release.room_id = room->id;
+    release.delta = -1;
+    send(owner_of(room_id), std::move(release));
+  }
+  leave_local(member, *room);
 }
 
 void RoomShard::leave_local(Member& member, LocalRoom& room) {

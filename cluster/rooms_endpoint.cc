@@ -13,7 +13,11 @@ namespace weir::cluster {
 namespace {
 
 std::atomic<uint64_t> g_api_message_ids{1};
-thread_local ws::EnvelopeDecoder* t_api_decoder = nullptr;
+// One per reactor thread, made on first use and freed when the thread exits.
+ws::EnvelopeDecoder& api_decoder() {
+  thread_local ws::EnvelopeDecoder t_api_decoder;
+  return t_api_decoder;
+}
 
 std::string json_error(std::string_view code, std::string_view message) {
   std::string out;
@@ -72,10 +76,9 @@ bool RoomsApi::handle(const ws::HttpRequest& request, ws::HttpReply& reply) {
 }
 
 void RoomsApi::publish(std::string room_id, const ws::HttpRequest& request, ws::HttpReply& reply) {
-  if (!t_api_decoder) t_api_decoder = new ws::EnvelopeDecoder();
   ws::InboundEnvelope body;
   ws::EnvelopeError error;
-  if (!ws::decode_publish_body(*t_api_decoder, request.body(), &body, &error)) {
+  if (!ws::decode_publish_body(api_decoder(), request.body(), &body, &error)) {
     reply.respond(400, "application/json", json_error(error.code, error.message));
     return;
   }
