@@ -8,16 +8,21 @@ passed=0
 failed=0
 failures=()
 
+details=$(mktemp)  # the failing lines of every failed suite, repeated after the fuzz output
+
 run_suite() {  # name, command...
-  local name=$1
+  local name=$1 log
   shift
   echo "=== $name"
-  if "$@"; then
+  log=$(mktemp)
+  if "$@" 2>&1 | tee "$log"; [ "${PIPESTATUS[0]}" -eq 0 ]; then
     passed=$((passed + 1))
   else
     failed=$((failed + 1))
     failures+=("$name")
+    { echo "--- $name"; grep -E "FAIL|Error|error|Traceback|Assert" "$log" | head -20; tail -5 "$log"; } >>"$details"
   fi
+  rm -f "$log"
 }
 
 export WEIR_BIN="$PWD/$BUILD/weir" WEIR_LOAD_BIN="$PWD/$BUILD/weir-load"
@@ -33,6 +38,9 @@ failed=$((failed + ${g_fail:-0}))
 if [ "$gtest_status" -ne 0 ] && [ -z "${g_fail:-}" ]; then
   failed=$((failed + 1))
   failures+=("weir-tests exited $gtest_status")
+fi
+if [ -n "${g_fail:-}" ] || [ "$gtest_status" -ne 0 ]; then
+  { echo "--- weir-tests"; grep -E "^\[  FAILED  \]|Failure|Expected|Which is" "$gtest_log" | head -30; } >>"$details"
 fi
 rm -f "$gtest_log"
 
@@ -51,7 +59,10 @@ if [ "${SKIP_FUZZ:-0}" != 1 ]; then
 fi
 
 if [ ${#failures[@]} -gt 0 ]; then
+  echo "=== what failed"
+  cat "$details"
   echo "failed: ${failures[*]}"
 fi
+rm -f "$details"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
