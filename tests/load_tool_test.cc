@@ -685,6 +685,26 @@ TEST(LoadJsonScan, AKeyNameInsideAStringValueNeverMatches) {
   EXPECT_EQ(s, R"(fake \"offset\":99, \\)");  // raw: escapes are left as they are
 }
 
+TEST(LoadJsonScan, SeveralFieldsInOnePassInAnyOrderFirstOccurrenceWins) {
+  std::string_view m =
+      R"({"x":{"epoch":5,"content":"\\\"target\":\"no","target":"r","offset":{"a":1},)"
+      R"("offset":9,"epoch":6}})";
+  JsonField f[4] = {{"target"}, {"content"}, {"offset"}, {"epoch"}};
+  EXPECT_EQ(json_find_fields(m, f, 4), 3u);  // offset's first occurrence is no scalar
+  EXPECT_TRUE(f[0].found && f[0].is_string);
+  EXPECT_EQ(f[0].value, "r");
+  EXPECT_EQ(f[1].value, R"(\\\"target\":\"no)");  // an escaped quote after an escaped backslash
+  EXPECT_FALSE(f[2].found);                       // its first occurrence is an object
+  uint64_t v = 0;
+  EXPECT_TRUE(json_field_uint(f[3], &v));
+  EXPECT_EQ(v, 5u);  // the first epoch, not the second
+  EXPECT_FALSE(json_field_uint(f[2], &v));
+  JsonField again[1] = {{"epoch"}};  // fields are reset on entry
+  again[0].found = true;
+  EXPECT_EQ(json_find_fields("{}", again, 1), 0u);
+  EXPECT_FALSE(again[0].found);
+}
+
 TEST(LoadJsonScan, MalformedOrTruncatedInputIsNotFoundNotACrash) {
   uint64_t v = 0;
   std::string_view s;
@@ -725,6 +745,29 @@ TEST(LoadRoomProtocol, ReadsEveryEnvelopeTheServerSends) {
   EXPECT_EQ(parse_room_envelope(R"({"message":{"target":"r","content":"x"}})").type,
             RoomEvent::kMalformed);  // no offset: cannot be checked
   EXPECT_EQ(parse_room_envelope("garbage").type, RoomEvent::kMalformed);
+}
+
+// The message reader looks for offset and epoch in the last 64 bytes first; other layouts, and
+// a long content quoting the field names, must read the same.
+TEST(LoadRoomProtocol, AMessageReadsTheSameWhateverItsFieldOrder) {
+  std::string pad(100, '.');
+  for (std::string json : {
+           R"({"message":{"offset":8,"epoch":77,"target":"r1","content":"t=5,p=0,s=1;)" + pad +
+               R"("}})",
+           R"({"message":{"target":"r1","content":"t=5,p=0,s=1;)" + pad +
+               R"(","offset":8,"epoch":77}})",
+           R"({"message":{"target":"r1","offset":8,"content":"t=5,p=0,s=1;)" + pad +
+               R"(\"offset\":9,\"epoch\":1","epoch":77}})",
+           R"({"message":{"epoch":77,"content":"t=5,p=0,s=1;)" + pad +
+               R"(","sender":"m","target":"r1","offset":8}})",
+       }) {
+    RoomEnvelope e = parse_room_envelope(json);
+    EXPECT_EQ(e.type, RoomEvent::kMessage) << json;
+    EXPECT_EQ(e.room, "r1") << json;
+    EXPECT_EQ(e.offset, 8u) << json;
+    EXPECT_EQ(e.epoch, 77u) << json;
+    EXPECT_EQ(e.content.substr(0, 12), "t=5,p=0,s=1;") << json;
+  }
 }
 
 TEST(LoadRoomProtocol, MessageEnvelopesHaveTheExactSizeAndTheirStampReadsBack) {

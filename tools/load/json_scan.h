@@ -34,4 +34,23 @@ bool json_find_uint(std::string_view json, std::string_view key, uint64_t* out);
 // The first `"key":` holding a string, raw (see above). False when absent or not a string.
 bool json_find_string(std::string_view json, std::string_view key, std::string_view* out);
 
+// Several keys in one pass: each field's `found`, `value` and `is_string` are set from the first
+// `"key":` with a scalar value; the walk stops once every field is found. Returns how many were.
+struct JsonField {
+  JsonField(std::string_view k = {}) : key(k) {}  // NOLINT(google-explicit-constructor)
+  std::string_view key;
+  std::string_view value;
+  bool found = false;
+  bool is_string = false;
+};
+size_t json_find_fields(std::string_view json, JsonField* fields, size_t count);
+
+// The fast scan alone, from byte `from` on: true when every field was found there as a key
+// with a scalar value (then they are filled in as above); false says nothing about the rest.
+// The rooms envelope reader uses it to read `offset` and `epoch` from a message's last bytes.
+bool json_find_fields_after(std::string_view json, size_t from, JsonField* fields, size_t count);
+
+// A found field's value as an unsigned integer (see json_find_uint).
+bool json_field_uint(const JsonField& field, uint64_t* out);
+
 }  // namespace weir::load
