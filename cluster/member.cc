@@ -15,14 +15,14 @@
 namespace weir::cluster {
 namespace {
 
-core::Counter g_disconnects("weir_slow_consumer_actions_total", "Slow-consumer policy actions, by action",
-                            "action=\"disconnect\"");
-core::Counter g_skipped("weir_slow_consumer_actions_total", "Slow-consumer policy actions, by action",
-                        "action=\"skip\"");
-core::Counter g_lagged("weir_slow_consumer_actions_total", "Slow-consumer policy actions, by action",
-                       "action=\"lagged_notice\"");
-core::Counter g_paused("weir_slow_consumer_actions_total", "Slow-consumer policy actions, by action",
-                       "action=\"pause_publisher\"");
+core::Counter g_disconnects("weir_slow_consumer_actions_total",
+                            "Slow-consumer policy actions, by action", "action=\"disconnect\"");
+core::Counter g_skipped("weir_slow_consumer_actions_total",
+                        "Slow-consumer policy actions, by action", "action=\"skip\"");
+core::Counter g_lagged("weir_slow_consumer_actions_total",
+                       "Slow-consumer policy actions, by action", "action=\"lagged_notice\"");
+core::Counter g_paused("weir_slow_consumer_actions_total",
+                       "Slow-consumer policy actions, by action", "action=\"pause_publisher\"");
 core::Counter g_errors("weir_protocol_errors_total", "Error envelopes sent to clients");
 core::Gauge g_members("weir_members", "Connections speaking the rooms protocol");
 
@@ -73,7 +73,9 @@ void Member::on_open(ws::WebSocketSession&) {
   send_text(scratch_);
 }
 
-void Member::send_text(const std::string& json) { session_->send(ws::Opcode::kText, json); }
+void Member::send_text(const std::string& json) {
+  session_->send(ws::Opcode::kText, json);
+}
 
 void Member::send_error(std::string_view code, std::string_view message, std::string_view ref) {
   g_errors.inc();
@@ -97,12 +99,15 @@ void Member::on_message(ws::WebSocketSession&, ws::Opcode opcode, std::string_vi
     return;
   }
   switch (envelope.type) {
-    case ws::EnvelopeType::kJoinRoom: return handle_join(envelope.room_id);
-    case ws::EnvelopeType::kLeaveRoom: return handle_leave(envelope.room_id);
-    case ws::EnvelopeType::kMessage: return handle_message(envelope);
+    case ws::EnvelopeType::kJoinRoom:
+      return handle_join(envelope.room_id);
+    case ws::EnvelopeType::kLeaveRoom:
+      return handle_leave(envelope.room_id);
+    case ws::EnvelopeType::kMessage:
+      return handle_message(envelope);
     case ws::EnvelopeType::kResume:
-      return send_error("resume_unavailable", "session resume needs a store; this server runs without one",
-                        "resume");
+      return send_error("resume_unavailable",
+                        "session resume needs a store; this server runs without one", "resume");
   }
 }
 
@@ -113,7 +118,8 @@ Member::Joined* Member::find(std::string_view room_id) {
 }
 
 bool Member::in_room(std::string_view room_id) const {
-  return std::any_of(rooms_.begin(), rooms_.end(), [&](const Joined& j) { return j.room_id == room_id; });
+  return std::any_of(rooms_.begin(), rooms_.end(),
+                     [&](const Joined& j) { return j.room_id == room_id; });
 }
 
 bool Member::is_joining(std::string_view room_id) const {
@@ -130,16 +136,19 @@ std::vector<std::string> Member::room_ids() const {
 void Member::handle_join(std::string_view room_id) {
   const RoomsConfig& config = service_.config();
   if (const char* code = check_room_id(room_id, config.max_room_id_bytes)) {
-    std::string message = std::string(code) == "room_id_too_long"
-                              ? "room_id is longer than " + std::to_string(config.max_room_id_bytes) + " bytes"
-                              : "room_id must be 1 or more of A-Z a-z 0-9 . _ : @ / -";
+    std::string message =
+        std::string(code) == "room_id_too_long"
+            ? "room_id is longer than " + std::to_string(config.max_room_id_bytes) + " bytes"
+            : "room_id must be 1 or more of A-Z a-z 0-9 . _ : @ / -";
     return send_error(code, message, room_id.substr(0, config.max_room_id_bytes));
   }
   if (in_room(room_id) || is_joining(room_id))
-    return send_error("already_member", "this connection already joined (or is joining) the room", room_id);
+    return send_error("already_member", "this connection already joined (or is joining) the room",
+                      room_id);
   if (rooms_.size() + joining_.size() >= config.max_rooms_per_connection)
     return send_error("too_many_rooms",
-                      "a connection may be in at most " + std::to_string(config.max_rooms_per_connection) + " rooms",
+                      "a connection may be in at most " +
+                          std::to_string(config.max_rooms_per_connection) + " rooms",
                       room_id);
   joining_.emplace_back(room_id);
   shard_.join(*this, room_id);
@@ -156,7 +165,8 @@ void Member::joined(LocalRoom& room, uint64_t offset, uint64_t epoch) {
 void Member::handle_leave(std::string_view room_id) {
   if (!in_room(room_id)) {
     auto pending = std::find(joining_.begin(), joining_.end(), room_id);
-    if (pending == joining_.end()) return send_error("not_member", "this connection is not in the room", room_id);
+    if (pending == joining_.end())
+      return send_error("not_member", "this connection is not in the room", room_id);
     joining_.erase(pending);  // the owner's answer will find us not joining and undo the count
   } else {
     shard_.leave(*this, room_id);
@@ -167,17 +177,20 @@ void Member::handle_leave(std::string_view room_id) {
 }
 
 void Member::forget_room(std::string_view room_id) {
-  rooms_.erase(std::remove_if(rooms_.begin(), rooms_.end(), [&](const Joined& j) { return j.room_id == room_id; }),
+  rooms_.erase(std::remove_if(rooms_.begin(), rooms_.end(),
+                              [&](const Joined& j) { return j.room_id == room_id; }),
                rooms_.end());
 }
 
 void Member::handle_message(const ws::InboundEnvelope& m) {
   std::string_view ref = m.message_id.empty() ? m.room_id : m.message_id;
-  if (!in_room(m.room_id)) return send_error("not_member", "join the room before sending to it", ref);
+  if (!in_room(m.room_id))
+    return send_error("not_member", "join the room before sending to it", ref);
   const RoomsConfig& config = service_.config();
   if (m.content.size() > config.max_content_bytes)
-    return send_error("content_too_large",
-                      "content is longer than " + std::to_string(config.max_content_bytes) + " bytes", ref);
+    return send_error(
+        "content_too_large",
+        "content is longer than " + std::to_string(config.max_content_bytes) + " bytes", ref);
   char generated_id[64];
   std::string_view message_id = m.message_id;
   if (message_id.empty()) {
@@ -215,7 +228,30 @@ void Member::resume_reading_for_room() {
 
 // ---------------------------------------------------------------- delivery and slow consumers
 
-void Member::deliver(LocalRoom& room, const Frame& frame) {
+// A batch goes as one slice when the policy would have let every one of its frames through
+// one by one: below max-buffer after the last, and (skip) below the high watermark before
+// the last. Otherwise frame by frame, exactly as if they had come singly.
+void Member::deliver(LocalRoom& room, const FrameBatch& batch) {
+  if (closed_) return;
+  if (batch.frames.size() == 1 || !takes_whole(room, batch)) {
+    for (const Frame& frame : batch.frames) deliver_one(room, frame);
+    return;
+  }
+  session_->send_frame(*batch.buffer, batch.offset, batch.length,
+                       static_cast<uint32_t>(batch.frames.size()));
+}
+
+bool Member::takes_whole(LocalRoom& room, const FrameBatch& batch) {
+  const RoomsConfig& config = service_.config();
+  size_t queued = session_->queued_bytes();
+  if (config.max_buffer && queued + batch.length + kCloseReserve > config.max_buffer) return false;
+  if (config.policy != SlowConsumerPolicy::kSkip) return true;
+  const Joined* j = find(room.id);
+  return !j || (!j->skipping &&
+                queued + batch.length - batch.frames.back().length < config.high_watermark);
+}
+
+void Member::deliver_one(LocalRoom& room, const Frame& frame) {
   if (closed_) return;
   const RoomsConfig& config = service_.config();
   size_t queued = session_->queued_bytes();
@@ -247,7 +283,8 @@ void Member::on_backpressure(ws::WebSocketSession&, bool above_high) {
   const RoomsConfig& config = service_.config();
   blocked_ = above_high;
   if (above_high) {
-    if (config.slow_grace_ms > 0) session_->connection().reactor().schedule(grace_timer_, config.slow_grace_ms);
+    if (config.slow_grace_ms > 0)
+      session_->connection().reactor().schedule(grace_timer_, config.slow_grace_ms);
   } else {
     grace_timer_.cancel();
   }
@@ -267,7 +304,8 @@ void Member::send_lagged_notices() {
 }
 
 void Member::on_grace_timer() {
-  if (blocked_ && !closed_) disconnect_slow("it stayed above --high-watermark longer than --slow-grace");
+  if (blocked_ && !closed_)
+    disconnect_slow("it stayed above --high-watermark longer than --slow-grace");
 }
 
 void Member::disconnect_slow(const char* why) {

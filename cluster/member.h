@@ -34,14 +34,15 @@ class Member : public ws::WebSocketHandler {
 
   // ws::WebSocketHandler
   void on_open(ws::WebSocketSession& session) override;
-  void on_message(ws::WebSocketSession& session, ws::Opcode opcode, std::string_view payload) override;
+  void on_message(ws::WebSocketSession& session, ws::Opcode opcode,
+                  std::string_view payload) override;
   void on_backpressure(ws::WebSocketSession& session, bool above_high) override;
   void on_close(ws::WebSocketSession& session, uint16_t code, std::string_view reason) override;
 
   // Called by the shard.
   void joined(LocalRoom& room, uint64_t offset, uint64_t epoch);
   void join_refused(std::string_view room_id, std::string_view code, std::string_view message);
-  void deliver(LocalRoom& room, const Frame& frame);
+  void deliver(LocalRoom& room, const FrameBatch& batch);
   bool is_joining(std::string_view room_id) const;
   bool in_room(std::string_view room_id) const;
   const std::vector<std::string>& joining() const { return joining_; }
@@ -64,6 +65,8 @@ class Member : public ws::WebSocketHandler {
   void send_error(std::string_view code, std::string_view message, std::string_view ref);
   void send_text(const std::string& json);
   Joined* find(std::string_view room_id);
+  void deliver_one(LocalRoom& room, const Frame& frame);
+  bool takes_whole(LocalRoom& room, const FrameBatch& batch);
   void disconnect_slow(const char* why);
   void send_lagged_notices();
   void on_grace_timer();

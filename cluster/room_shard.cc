@@ -2,6 +2,7 @@
 #include "cluster/room_shard.h"
 
 #include <algorithm>
+#include <cstring>
 
 #include "cluster/member.h"
 #include "cluster/room_service.h"
@@ -14,9 +15,12 @@
 namespace weir::cluster {
 namespace {
 
-core::Counter g_published("weir_room_messages_total", "Messages published to rooms (offsets assigned)");
-core::Counter g_deliveries("weir_room_deliveries_total", "Room messages handed to members' connections");
-core::Counter g_batches("weir_room_cross_thread_batches_total", "Mailbox posts carrying batched room traffic");
+core::Counter g_published("weir_room_messages_total",
+                          "Messages published to rooms (offsets assigned)");
+core::Counter g_deliveries("weir_room_deliveries_total",
+                           "Room messages handed to members' connections");
+core::Counter g_batches("weir_room_cross_thread_batches_total",
+                        "Mailbox posts carrying batched room traffic");
 core::Counter g_joins("weir_room_joins_total", "Room joins confirmed");
 core::Gauge g_rooms("weir_rooms", "Rooms with at least one member (owned, summed over threads)");
 core::Gauge g_memberships("weir_room_memberships", "Members summed over rooms");
@@ -28,7 +32,9 @@ constexpr size_t kFrameHeaderRoom = 10;  // the largest unmasked header for a te
 RoomShard::RoomShard(RoomService& service, core::Reactor& reactor, int index)
     : service_(service), reactor_(reactor), index_(index), outbox_(service.threads()) {}
 
-int RoomShard::owner_of(std::string_view room_id) const { return service_.owner_of(room_id); }
+int RoomShard::owner_of(std::string_view room_id) const {
+  return service_.owner_of(room_id);
+}
 
 LocalRoom* RoomShard::local_room(std::string_view room_id) {
   auto it = local_.find(room_id);
@@ -44,11 +50,18 @@ void RoomShard::send(int thread, ShardMessage&& message) {
     handle(message);
     return;
   }
-  if (outbox_[thread].empty()) reactor_.on_end_of_iteration(this);
+  if (outbox_[thread].empty()) reactor_.on_end_of_iteration(this, /*early=*/true);
   outbox_[thread].push_back(std::move(message));
 }
 
 void RoomShard::on_end_of_iteration() {
+  // By index: fanning out can make a member leave (a slow-consumer disconnect), which flushes
+  // and never appends; anything appended all the same is flushed in this loop too.
+  for (size_t i = 0; i < pending_rooms_.size(); ++i) {
+    auto it = local_by_key_.find(pending_rooms_[i]);
+    if (it != local_by_key_.end()) flush_room(*it->second);
+  }
+  pending_rooms_.clear();
   for (int t = 0; t < static_cast<int>(outbox_.size()); ++t) {
     if (outbox_[t].empty()) continue;
     auto batch = std::make_shared<std::vector<ShardMessage>>(std::move(outbox_[t]));
@@ -66,17 +79,27 @@ void RoomShard::receive(std::vector<ShardMessage>& batch) {
 void RoomShard::handle(ShardMessage& m) {
   using K = ShardMessage::Kind;
   switch (m.kind) {
-    case K::kJoin: return owner_join(m);
-    case K::kLeave: return owner_leave(m);
-    case K::kPublish: return owner_publish(m);
-    case K::kBlock: return owner_block(m);
-    case K::kInspect: return owner_inspect(m);
-    case K::kJoined: return on_joined(m);
-    case K::kDeliver: return on_deliver(m);
-    case K::kPaused: return on_paused(m, true);
-    case K::kResumed: return on_paused(m, false);
+    case K::kJoin:
+      return owner_join(m);
+    case K::kLeave:
+      return owner_leave(m);
+    case K::kPublish:
+      return owner_publish(m);
+    case K::kBlock:
+      return owner_block(m);
+    case K::kInspect:
+      return owner_inspect(m);
+    case K::kJoined:
+      return on_joined(m);
+    case K::kDeliver:
+      return on_deliver(m);
+    case K::kPaused:
+      return on_paused(m, true);
+    case K::kResumed:
+      return on_paused(m, false);
     case K::kPublished:
-    case K::kInspected: return on_api_answer(m);
+    case K::kInspected:
+      return on_api_answer(m);
   }
 }
 
@@ -222,7 +245,9 @@ void RoomShard::owner_inspect(ShardMessage& m) {
 
 // ---------------------------------------------------------------- member side
 
-void RoomShard::add_member(Member& member) { members_[member.id()] = &member; }
+void RoomShard::add_member(Member& member) {
+  members_[member.id()] = &member;
+}
 
 void RoomShard::remove_member(Member& member) {
   for (const std::string& room_id : member.room_ids()) {
@@ -251,6 +276,9 @@ void RoomShard::on_joined(ShardMessage& m) {
   }
   auto [it, created] = local_.try_emplace(m.room_id);
   LocalRoom& room = it->second;
+  // Frames still pending were assigned offsets before this join: the room's members take them
+  // now, and the new member starts after m.offset as its room_joined will say.
+  if (!created) flush_room(room);
   if (created) {
     room.id = m.room_id;
     room.key = m.room_key;
@@ -279,6 +307,11 @@ void RoomShard::on_joined(ShardMessage& m) {
 void RoomShard::leave(Member& member, std::string_view room_id) {
   LocalRoom* room = local_room(room_id);
   if (!room) return;
+  // What arrived before the leave goes out first; it may push the member over its watermark,
+  // so the hold is read after it.
+  flush_room(*room);
+  room = local_room(room_id);
+  if (!room) return;
   auto& members = room->members;
   if (std::find(members.begin(), members.end(), &member) == members.end()) return;
   if (service_.config().policy == SlowConsumerPolicy::kBackpressure &&
@@ -291,7 +324,12 @@ void RoomShard::leave(Member& member, std::string_view room_id) {
   leave_local(member, *room);
 }
 
-void RoomShard::leave_local(Member& member, LocalRoom& room) {
+void RoomShard::leave_local(Member& member, LocalRoom& local) {
+  uint64_t key = local.key;
+  flush_room(local);  // a member that fanning out disconnects comes back here first
+  auto found = local_by_key_.find(key);
+  if (found == local_by_key_.end()) return;
+  LocalRoom& room = *found->second;
   auto& v = room.members;
   auto pos = std::find(v.begin(), v.end(), &member);
   if (pos == v.end()) return;
@@ -303,6 +341,7 @@ void RoomShard::leave_local(Member& member, LocalRoom& room) {
   m.from_thread = index_;
   std::string id = room.id;
   if (v.empty()) {
+    ++erased_rooms_;
     local_by_key_.erase(room.key);
     local_.erase(room.id);  // `room` is gone from here on
   }
@@ -325,18 +364,63 @@ void RoomShard::publish(Member& member, std::string_view room_id, std::string_vi
   send(owner_of(room_id), std::move(m));
 }
 
-// Fans one shared frame out to this thread's members. Backwards, because a member that the
-// slow-consumer policy disconnects removes itself from the vector during the loop.
+// Gathers the room's frames until the end of the iteration (see the header).
 void RoomShard::on_deliver(ShardMessage& m) {
   auto it = local_by_key_.find(m.room_key);
   if (it == local_by_key_.end()) return;  // the last local member left meanwhile
   LocalRoom& room = *it->second;
-  for (size_t i = room.members.size(); i-- > 0;) {
-    if (i >= room.members.size()) continue;
-    room.members[i]->deliver(room, m.frame);
-    g_deliveries.inc();
-    if (local_by_key_.find(m.room_key) == local_by_key_.end()) return;  // room emptied
+  if (room.pending.empty()) {
+    pending_rooms_.push_back(room.key);
+    reactor_.on_end_of_iteration(this, /*early=*/true);
   }
+  room.pending.push_back(std::move(m.frame));
+}
+
+// In membership order. A member that the slow-consumer policy disconnects removes itself
+// during the loop (its slot then holds the member that was last, which is visited next), and
+// may empty and erase the room.
+void RoomShard::flush_room(LocalRoom& room) {
+  if (room.pending.empty()) return;
+  std::vector<Frame> frames;
+  frames.swap(room.pending);
+  FrameBatch batch;
+  batch.frames = frames;
+  core::SharedBuffer joined;
+  if (frames.size() == 1) {
+    batch.buffer = &frames[0].buffer;
+    batch.offset = frames[0].offset;
+    batch.length = frames[0].length;
+  } else {
+    size_t total = 0;
+    for (const Frame& f : frames) total += f.length;
+    joined = core::SharedBuffer::allocate(total);
+    char* out = joined.mutable_data();
+    for (const Frame& f : frames) {
+      std::memcpy(out, f.buffer.data() + f.offset, f.length);
+      out += f.length;
+    }
+    joined.set_size(total);
+    batch.buffer = &joined;
+    batch.length = static_cast<uint32_t>(total);
+  }
+  const uint64_t key = room.key;
+  LocalRoom* r = &room;
+  uint64_t handed = 0;
+  uint64_t erased_before = erased_rooms_;
+  for (size_t i = 0; i < r->members.size();) {
+    Member* member = r->members[i];
+    if (i + 1 < r->members.size()) __builtin_prefetch(r->members[i + 1]);
+    member->deliver(*r, batch);
+    ++handed;
+    if (erased_rooms_ != erased_before) {  // a disconnect emptied some room: is it this one?
+      auto still = local_by_key_.find(key);
+      if (still == local_by_key_.end()) break;
+      r = still->second;
+      erased_before = erased_rooms_;
+    }
+    if (i < r->members.size() && r->members[i] == member) ++i;
+  }
+  g_deliveries.inc(handed * frames.size());
 }
 
 void RoomShard::member_blocked(Member& member, bool blocked) {

@@ -4,7 +4,12 @@
 // Ownership: a room belongs to the thread hash(room_id) % threads. Its owner assigns every
 // offset and encodes each message once; the encoded frame goes by reference to the local
 // members and, through one batched mailbox post per destination thread and iteration, to the
-// threads that have members. Mailbox order per (owner, thread) pair is FIFO, and join replies
+// threads that have members. Each thread gathers a room's frames of one iteration and fans
+// them out at its end (an early reactor hook, before the connections flush): the frames are
+// copied once into one buffer, and each member queues the lot as one slice, so a member costs
+// one touch, one queue append and one writev per iteration however many messages arrived.
+// Joins and leaves fan out what is pending first, so membership still changes between two
+// offsets exactly. Mailbox order per (owner, thread) pair is FIFO, and join replies
 // travel the same queue as deliveries, so every member sees one gap-free total order per room
 // from the offset its room_joined announced.
 //
@@ -17,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -35,8 +41,20 @@ struct LocalRoom {
   std::string id;
   uint64_t key = 0;  // the room's epoch: names the incarnation across threads
   std::vector<Member*> members;
-  bool paused = false;                     // backpressure policy: a member somewhere is slow
+  std::vector<Frame> pending;               // arrived this iteration, fanned out at its end
+  bool paused = false;                      // backpressure policy: a member somewhere is slow
   std::vector<uint64_t> paused_publishers;  // members whose reading we suspended
+};
+
+// A room's frames of one iteration as members take them: `buffer` holds them back to back
+// (offset, length: the whole run), so a member with room for all of them queues one slice.
+// `frames` are the same frames one by one, for a member that must take them singly (its
+// slow-consumer policy stops part way).
+struct FrameBatch {
+  const core::SharedBuffer* buffer = nullptr;
+  uint32_t offset = 0;
+  uint32_t length = 0;
+  std::span<const Frame> frames;
 };
 
 struct StringHash {
@@ -47,7 +65,8 @@ struct StringHash {
 class RoomShard : public core::IterationHook {
  public:
   using PublishDone = std::function<void(int status, uint64_t offset, uint64_t epoch)>;
-  using InspectDone = std::function<void(int status, uint64_t members, uint64_t offset, uint64_t epoch)>;
+  using InspectDone =
+      std::function<void(int status, uint64_t members, uint64_t offset, uint64_t epoch)>;
 
   RoomShard(RoomService& service, core::Reactor& reactor, int index);
   int index() const { return index_; }
@@ -74,7 +93,7 @@ class RoomShard : public core::IterationHook {
 
   // ---- between shards ----
   void receive(std::vector<ShardMessage>& batch);
-  void on_end_of_iteration() override;  // posts the batched outboxes
+  void on_end_of_iteration() override;  // fans out the rooms' pending frames, posts the outboxes
 
   size_t owned_rooms() const { return owned_.size(); }
   size_t local_rooms() const { return local_.size(); }
@@ -98,6 +117,7 @@ class RoomShard : public core::IterationHook {
   void owner_inspect(ShardMessage& m);
   void on_joined(ShardMessage& m);
   void on_deliver(ShardMessage& m);
+  void flush_room(LocalRoom& room);  // hands the room's pending frames to its members
   void on_paused(ShardMessage& m, bool paused);
   void on_api_answer(ShardMessage& m);
   Frame encode(const Room& room, const ShardMessage& m, uint64_t offset);
@@ -113,6 +133,8 @@ class RoomShard : public core::IterationHook {
   std::unordered_map<uint64_t, LocalRoom*> local_by_key_;
   std::unordered_map<uint64_t, Member*> members_;
   std::vector<std::vector<ShardMessage>> outbox_;  // per destination thread
+  std::vector<uint64_t> pending_rooms_;            // keys of local rooms with pending frames
+  uint64_t erased_rooms_ = 0;                      // local rooms erased so far (see flush_room)
   std::unordered_map<uint64_t, PublishDone> pending_publish_;
   std::unordered_map<uint64_t, InspectDone> pending_inspect_;
   uint64_t next_request_ = 1;

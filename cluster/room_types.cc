@@ -4,18 +4,25 @@
 namespace weir::cluster {
 
 bool parse_slow_consumer_policy(std::string_view text, SlowConsumerPolicy* out) {
-  if (text == "disconnect") *out = SlowConsumerPolicy::kDisconnect;
-  else if (text == "skip") *out = SlowConsumerPolicy::kSkip;
-  else if (text == "backpressure") *out = SlowConsumerPolicy::kBackpressure;
-  else return false;
+  if (text == "disconnect")
+    *out = SlowConsumerPolicy::kDisconnect;
+  else if (text == "skip")
+    *out = SlowConsumerPolicy::kSkip;
+  else if (text == "backpressure")
+    *out = SlowConsumerPolicy::kBackpressure;
+  else
+    return false;
   return true;
 }
 
 const char* slow_consumer_policy_name(SlowConsumerPolicy policy) {
   switch (policy) {
-    case SlowConsumerPolicy::kDisconnect: return "disconnect";
-    case SlowConsumerPolicy::kSkip: return "skip";
-    case SlowConsumerPolicy::kBackpressure: return "backpressure";
+    case SlowConsumerPolicy::kDisconnect:
+      return "disconnect";
+    case SlowConsumerPolicy::kSkip:
+      return "skip";
+    case SlowConsumerPolicy::kBackpressure:
+      return "backpressure";
   }
   return "unknown";
 }
@@ -24,8 +31,8 @@ const char* check_room_id(std::string_view room_id, size_t max_bytes) {
   if (room_id.empty()) return "invalid_room_id";
   if (room_id.size() > max_bytes) return "room_id_too_long";
   for (unsigned char c : room_id) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-              c == '_' || c == ':' || c == '@' || c == '/' || c == '-';
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == ':' || c == '@' || c == '/' || c == '-';
     if (!ok) return "invalid_room_id";
   }
   return nullptr;

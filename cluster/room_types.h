@@ -41,11 +41,11 @@ struct Frame {
 struct ShardMessage {
   enum class Kind : uint8_t {
     // to the room's owner
-    kJoin,       // room_id, member_id, from_thread
-    kLeave,      // room_id, from_thread
-    kPublish,    // room_id, content..., member_id (0: the HTTP API), from_thread, request_id
-    kBlock,      // room_id, delta (+1/-1): a member of the room is above/below its watermarks
-    kInspect,    // room_id, from_thread, request_id: members and last offset for the HTTP API
+    kJoin,     // room_id, member_id, from_thread
+    kLeave,    // room_id, from_thread
+    kPublish,  // room_id, content..., member_id (0: the HTTP API), from_thread, request_id
+    kBlock,    // room_id, delta (+1/-1): a member of the room is above/below its watermarks
+    kInspect,  // room_id, from_thread, request_id: members and last offset for the HTTP API
     // from the owner
     kJoined,     // room_id, room_key, offset, epoch, member_id
     kDeliver,    // room_key, frame

@@ -36,7 +36,8 @@ std::unique_ptr<ws::WebSocketHandler> RoomsEndpoint::create(ws::WebSocketSession
 bool RoomsApi::authorized(const ws::HttpRequest& request) const {
   std::string_view given = request.header("X-API-Key");
   std::string_view auth = request.header("Authorization");
-  if (given.empty() && auth.size() > 7 && ws::ascii_iequals(auth.substr(0, 7), "Bearer ")) given = auth.substr(7);
+  if (given.empty() && auth.size() > 7 && ws::ascii_iequals(auth.substr(0, 7), "Bearer "))
+    given = auth.substr(7);
   if (api_key_.empty() || given.size() != api_key_.size()) return false;
   return CRYPTO_memcmp(given.data(), api_key_.data(), given.size()) == 0;  // constant time
 }
@@ -47,11 +48,13 @@ bool RoomsApi::handle(const ws::HttpRequest& request, ws::HttpReply& reply) {
   if (path.substr(0, kPrefix.size()) != kPrefix) return false;
   std::string_view rest = path.substr(kPrefix.size());
   constexpr std::string_view kMessages = "/messages";
-  bool messages = rest.size() > kMessages.size() && rest.substr(rest.size() - kMessages.size()) == kMessages;
+  bool messages =
+      rest.size() > kMessages.size() && rest.substr(rest.size() - kMessages.size()) == kMessages;
   std::string_view room_id = messages ? rest.substr(0, rest.size() - kMessages.size()) : rest;
 
   if (api_key_.empty()) {
-    reply.respond(403, "application/json", json_error("forbidden", "the API is disabled: start weir with --api-key"));
+    reply.respond(403, "application/json",
+                  json_error("forbidden", "the API is disabled: start weir with --api-key"));
     return true;
   }
   if (!authorized(request)) {
@@ -69,7 +72,8 @@ bool RoomsApi::handle(const ws::HttpRequest& request, ws::HttpReply& reply) {
   } else if (!messages && (method == ws::HttpMethod::kGet || method == ws::HttpMethod::kHead)) {
     inspect(std::string(room_id), reply);
   } else {
-    reply.respond(405, "application/json", json_error("method_not_allowed", "POST .../messages, GET the room"),
+    reply.respond(405, "application/json",
+                  json_error("method_not_allowed", "POST .../messages, GET the room"),
                   messages ? "Allow: POST\r\n" : "Allow: GET, HEAD\r\n");
   }
   return true;
@@ -83,40 +87,48 @@ void RoomsApi::publish(std::string room_id, const ws::HttpRequest& request, ws::
     return;
   }
   if (body.content.size() > service_.config().max_content_bytes) {
-    reply.respond(413, "application/json", json_error("content_too_large", "content is over --max-content-bytes"));
+    reply.respond(413, "application/json",
+                  json_error("content_too_large", "content is over --max-content-bytes"));
     return;
   }
   std::string message_id(body.message_id);
   if (message_id.empty()) message_id = "api-" + std::to_string(g_api_message_ids.fetch_add(1));
   ws::DeferredReply deferred = reply.defer();
   service_.local().api_publish(
-      std::move(room_id), std::string(body.content), std::move(message_id), std::string(body.traceparent),
-      std::string(body.tracestate), [deferred](int status, uint64_t offset, uint64_t epoch) mutable {
+      std::move(room_id), std::string(body.content), std::move(message_id),
+      std::string(body.traceparent), std::string(body.tracestate),
+      [deferred](int status, uint64_t offset, uint64_t epoch) mutable {
         if (status == 404)
-          return deferred.respond(404, "application/json",
-                                  json_error("no_such_room", "the room has no members (rooms exist while joined)"));
+          return deferred.respond(
+              404, "application/json",
+              json_error("no_such_room", "the room has no members (rooms exist while joined)"));
         if (status == 503)
-          return deferred.respond(503, "application/json",
-                                  json_error("room_paused", "a slow member holds the room (backpressure policy)"),
-                                  "Retry-After: 1\r\n");
+          return deferred.respond(
+              503, "application/json",
+              json_error("room_paused", "a slow member holds the room (backpressure policy)"),
+              "Retry-After: 1\r\n");
         deferred.respond(200, "application/json",
-                         "{\"offset\":" + std::to_string(offset) + ",\"epoch\":" + std::to_string(epoch) + "}\n");
+                         "{\"offset\":" + std::to_string(offset) +
+                             ",\"epoch\":" + std::to_string(epoch) + "}\n");
       });
 }
 
 void RoomsApi::inspect(std::string room_id, ws::HttpReply& reply) {
   ws::DeferredReply deferred = reply.defer();
   std::string id = room_id;
-  service_.local().api_inspect(std::move(room_id), [deferred, id](int status, uint64_t members, uint64_t offset,
-                                                                  uint64_t epoch) mutable {
-    if (status != 200)
-      return deferred.respond(404, "application/json", json_error("no_such_room", "the room has no members"));
-    std::string body = "{\"room_id\":";
-    ws::append_json_string(&body, id);
-    body += ",\"members\":" + std::to_string(members) + ",\"last_offset\":" + std::to_string(offset) +
-            ",\"epoch\":" + std::to_string(epoch) + "}\n";
-    deferred.respond(200, "application/json", body);
-  });
+  service_.local().api_inspect(
+      std::move(room_id),
+      [deferred, id](int status, uint64_t members, uint64_t offset, uint64_t epoch) mutable {
+        if (status != 200)
+          return deferred.respond(404, "application/json",
+                                  json_error("no_such_room", "the room has no members"));
+        std::string body = "{\"room_id\":";
+        ws::append_json_string(&body, id);
+        body += ",\"members\":" + std::to_string(members) +
+                ",\"last_offset\":" + std::to_string(offset) +
+                ",\"epoch\":" + std::to_string(epoch) + "}\n";
+        deferred.respond(200, "application/json", body);
+      });
 }
 
 }  // namespace weir::cluster

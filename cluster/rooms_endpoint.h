@@ -1,8 +1,9 @@
 // cluster/rooms_endpoint.h — the rooms protocol's entry points: the /ws WebSocket endpoint
 // (one Member per connection) and the HTTP API for backends:
 //
-//   POST /api/rooms/{room}/messages  {"content":"...","message_id":"opt"}  -> {"offset":N,"epoch":N}
-//   GET  /api/rooms/{room}                                                 -> {"room_id":..,"members":N,"last_offset":N,"epoch":N}
+//   POST /api/rooms/{room}/messages  {"content":"...","message_id":"opt"}  ->
+//   {"offset":N,"epoch":N} GET  /api/rooms/{room} ->
+//   {"room_id":..,"members":N,"last_offset":N,"epoch":N}
 //
 // The API is protected by --api-key (Authorization: Bearer KEY, or X-API-Key: KEY); without a
 // configured key it answers 403 so a forgotten key never leaves it open.
@@ -33,7 +34,8 @@ class RoomsEndpoint : public ws::WebSocketEndpoint {
 
 class RoomsApi {
  public:
-  RoomsApi(RoomService& service, std::string api_key) : service_(service), api_key_(std::move(api_key)) {}
+  RoomsApi(RoomService& service, std::string api_key)
+      : service_(service), api_key_(std::move(api_key)) {}
   // Handles /api/rooms/... requests; false when the path is not the API's.
   bool handle(const ws::HttpRequest& request, ws::HttpReply& reply);
 

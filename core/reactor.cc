@@ -74,7 +74,7 @@ void Reactor::run() {
   // Tasks posted before stop() still run: they may hold resources to release.
   mailbox_.drain(SIZE_MAX);
   run_local_tasks();
-  while (!hooks_.empty()) run_hooks();
+  while (!hooks_.empty() || !early_hooks_.empty()) run_hooks();
   destroy_retired(retired_);
 }
 
@@ -98,7 +98,8 @@ void Reactor::run_once(int timeout_ms) {
 }
 
 int Reactor::poll_timeout(int requested) const {
-  if (!local_tasks_.empty() || !hooks_.empty() || !retired_.empty()) return 0;
+  if (!local_tasks_.empty() || !hooks_.empty() || !early_hooks_.empty() || !retired_.empty())
+    return 0;
   int64_t timer_wait = timers_.ms_until_next_tick(monotonic_ms());
   if (timer_wait < 0) return requested;
   if (requested < 0) return static_cast<int>(timer_wait);
@@ -123,20 +124,25 @@ void Reactor::run_local_tasks() {
 }
 
 void Reactor::run_hooks() {
+  run_hook_pass(early_hooks_);
+  run_hook_pass(hooks_);
+}
+
+void Reactor::run_hook_pass(std::vector<IterationHook*>& hooks) {
   // One pass: hooks queued while these run (a read resumed by a flush) wait for the next
   // iteration, which then polls without blocking. A busy connection cannot starve the loop.
   // The list is walked in place, not swapped out, so a hook cancelled by an earlier hook of
   // this pass (and maybe destroyed right after: a connection closing another) is seen as the
   // null its cancel left, never dereferenced.
-  size_t queued = hooks_.size();
+  size_t queued = hooks.size();
   for (size_t i = 0; i < queued; ++i) {
-    IterationHook* hook = hooks_[i];
+    IterationHook* hook = hooks[i];
     if (!hook) continue;  // cancelled
-    hooks_[i] = nullptr;  // a cancel from here on must not match this ran entry
+    hooks[i] = nullptr;   // a cancel from here on must not match this ran entry
     hook->hook_queued_ = false;
     hook->on_end_of_iteration();
   }
-  hooks_.erase(hooks_.begin(), hooks_.begin() + static_cast<std::ptrdiff_t>(queued));
+  hooks.erase(hooks.begin(), hooks.begin() + static_cast<std::ptrdiff_t>(queued));
 }
 
 bool Reactor::add(int fd, IoHandler* handler, uint32_t events) {
@@ -178,16 +184,18 @@ void Reactor::stop() {
   mailbox_.post([] {});  // wakes epoll_wait
 }
 
-void Reactor::on_end_of_iteration(IterationHook* hook) {
+void Reactor::on_end_of_iteration(IterationHook* hook, bool early) {
   if (hook->hook_queued_) return;
   hook->hook_queued_ = true;
-  hooks_.push_back(hook);
+  (early ? early_hooks_ : hooks_).push_back(hook);
 }
 
 void Reactor::cancel_end_of_iteration(IterationHook* hook) {
   if (!hook->hook_queued_) return;
   hook->hook_queued_ = false;
   std::replace(hooks_.begin(), hooks_.end(), hook, static_cast<IterationHook*>(nullptr));
+  std::replace(early_hooks_.begin(), early_hooks_.end(), hook,
+               static_cast<IterationHook*>(nullptr));
 }
 
 void Reactor::retire(std::unique_ptr<Retirable> object) {

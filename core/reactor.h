@@ -3,7 +3,10 @@
 // Each iteration: epoll_wait -> dispatch I/O events -> fire due timers -> run mailbox tasks
 // -> run end-of-iteration hooks (connections flush their corked output here, so all frames
 // queued for a socket during one iteration leave in one writev) -> destroy retired objects.
-// Hooks queued while hooks run wait for the next iteration, which then polls with timeout 0.
+// Early hooks run before the others, and hooks they queue still run in the same pass: a
+// room's batched fanout (early) fills connections' queues that flush (late) in this iteration.
+// Hooks queued while the late hooks run wait for the next iteration, which then polls with
+// timeout 0.
 //
 // Descriptors are registered edge-triggered, once, for both directions (see
 // docs/architecture.md): suspending and resuming reading or write interest is then pure
@@ -82,8 +85,9 @@ class Reactor {
   // Any thread: runs `task` now when on the loop thread, else posts it.
   void run_in_loop(Task task);
 
-  // Loop thread: calls hook->on_end_of_iteration() once at the end of this iteration.
-  void on_end_of_iteration(IterationHook* hook);
+  // Loop thread: calls hook->on_end_of_iteration() once at the end of this iteration; an
+  // early hook runs before every late one.
+  void on_end_of_iteration(IterationHook* hook, bool early = false);
   void cancel_end_of_iteration(IterationHook* hook);
   // Loop thread: deletes `object` after this iteration.
   void retire(std::unique_ptr<Retirable> object);
@@ -107,6 +111,7 @@ class Reactor {
   void dispatch(int ready);
   void run_local_tasks();
   void run_hooks();
+  static void run_hook_pass(std::vector<IterationHook*>& hooks);
   int poll_timeout(int requested) const;
 
   int index_;
@@ -118,6 +123,7 @@ class Reactor {
   TimerWheel timers_;
   Mailbox mailbox_;
   std::vector<Task> local_tasks_;
+  std::vector<IterationHook*> early_hooks_;
   std::vector<IterationHook*> hooks_;
   std::vector<std::unique_ptr<Retirable>> retired_;
   std::vector<struct epoll_event> events_;

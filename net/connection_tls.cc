@@ -23,8 +23,8 @@ namespace weir::net {
 namespace {
 
 constexpr size_t kCipherReadSize = 64 * 1024;
-constexpr size_t kRecordPlaintext = 16 * 1024;     // one full TLS record
-constexpr size_t kEncryptAhead = 256 * 1024;       // ciphertext queued before we stop encrypting
+constexpr size_t kRecordPlaintext = 16 * 1024;  // one full TLS record
+constexpr size_t kEncryptAhead = 256 * 1024;    // ciphertext queued before we stop encrypting
 constexpr int kMaxIovecs = 64;
 
 thread_local char t_cipher_in[kCipherReadSize];
@@ -32,8 +32,10 @@ thread_local char t_plain[kCipherReadSize];
 thread_local char t_record[kRecordPlaintext];
 
 core::Counter g_tls_ok("weir_tls_handshakes_total", "TLS handshakes, by result", "result=\"ok\"");
-core::Counter g_tls_failed("weir_tls_handshakes_total", "TLS handshakes, by result", "result=\"failed\"");
-core::Counter g_tls_timeout("weir_tls_handshakes_total", "TLS handshakes, by result", "result=\"timeout\"");
+core::Counter g_tls_failed("weir_tls_handshakes_total", "TLS handshakes, by result",
+                           "result=\"failed\"");
+core::Counter g_tls_timeout("weir_tls_handshakes_total", "TLS handshakes, by result",
+                            "result=\"timeout\"");
 
 }  // namespace
 
@@ -64,8 +66,8 @@ bool Connection::tls_advance_handshake() {
   cipher_enqueued_ += tls_->drain_ciphertext(cipher_);
   if (status == TlsSession::Status::kError) {
     g_tls_failed.inc();
-    log_debug("connection %llu %s: %s", static_cast<unsigned long long>(id_), peer_.to_string().c_str(),
-              tls_->error().c_str());
+    log_debug("connection %llu %s: %s", static_cast<unsigned long long>(id_),
+              peer_.to_string().c_str(), tls_->error().c_str());
     write_some();  // the alert, best effort
     if (fd_ >= 0) finish(CloseReason::kErrorClosed, tls_->error());
     return false;
@@ -85,9 +87,11 @@ bool Connection::encrypt_pending() {
     bool file_next = !files_.empty() && files_.front().chain_before == chain_written_;
     if (file_next) {
       FileRange& f = files_.front();
-      ssize_t got = ::pread(f.fd, t_record, std::min<uint64_t>(f.remaining, kRecordPlaintext), f.offset);
+      ssize_t got =
+          ::pread(f.fd, t_record, std::min<uint64_t>(f.remaining, kRecordPlaintext), f.offset);
       if (got <= 0) {
-        finish(CloseReason::kErrorClosed, got == 0 ? "file shorter than promised" : std::strerror(errno));
+        finish(CloseReason::kErrorClosed,
+               got == 0 ? "file shorter than promised" : std::strerror(errno));
         return false;
       }
       n = got;
@@ -100,8 +104,10 @@ bool Connection::encrypt_pending() {
       }
     } else {
       // Gather small slices into one record rather than one record per write.
-      size_t limit = files_.empty() ? kRecordPlaintext
-                                    : std::min<uint64_t>(kRecordPlaintext, files_.front().chain_before - chain_written_);
+      size_t limit =
+          files_.empty()
+              ? kRecordPlaintext
+              : std::min<uint64_t>(kRecordPlaintext, files_.front().chain_before - chain_written_);
       struct iovec iov[kMaxIovecs];
       int count = output_.fill_iovecs(iov, kMaxIovecs);
       for (int i = 0; i < count && n < limit; ++i) {
@@ -191,7 +197,7 @@ void Connection::tls_read_loop() {
       }
     }
     if (!readable_) return;
-    ssize_t n = ::read(fd_, t_cipher_in, sizeof t_cipher_in);
+    ssize_t n = ::recv(fd_, t_cipher_in, sizeof t_cipher_in, 0);
     if (n > 0) {
       metrics::read_calls.inc();
       metrics::bytes_received.inc(n);

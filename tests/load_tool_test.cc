@@ -751,16 +751,30 @@ TEST(LoadRoomProtocol, ReadsEveryEnvelopeTheServerSends) {
 // a long content quoting the field names, must read the same.
 TEST(LoadRoomProtocol, AMessageReadsTheSameWhateverItsFieldOrder) {
   std::string pad(100, '.');
-  for (std::string json : {
-           R"({"message":{"offset":8,"epoch":77,"target":"r1","content":"t=5,p=0,s=1;)" + pad +
-               R"("}})",
-           R"({"message":{"target":"r1","content":"t=5,p=0,s=1;)" + pad +
-               R"(","offset":8,"epoch":77}})",
-           R"({"message":{"target":"r1","offset":8,"content":"t=5,p=0,s=1;)" + pad +
-               R"(\"offset\":9,\"epoch\":1","epoch":77}})",
-           R"({"message":{"epoch":77,"content":"t=5,p=0,s=1;)" + pad +
-               R"(","sender":"m","target":"r1","offset":8}})",
-       }) {
+  for (
+      std::string json : {
+          R"({"message":{"offset":8,"epoch":77,"target":"r1","content":"t=5,p=0,s=1;)" + pad +
+              R"("}})",
+          R"({"message":{"target":"r1","content":"t=5,p=0,s=1;)" + pad +
+              R"(","offset":8,"epoch":77}})",
+          R"({"message":{"target":"r1","offset":8,"content":"t=5,p=0,s=1;)" + pad +
+              R"(\"offset\":9,\"epoch\":1","epoch":77}})",
+          R"({"message":{"epoch":77,"content":"t=5,p=0,s=1;)" + pad +
+              R"(","sender":"m","target":"r1","offset":8}})",
+          // the exact layout weir writes, read without a scan, and near misses of it
+          std::string(
+              R"({"message":{"target":"r1","content":"t=5,p=0,s=1;","sender":"m","offset":8,"epoch":77}})"),
+          std::string(
+              R"({"message":{"target":"r1","content":"t=5,p=0,s=1;\"x","offset":8,"epoch":77}})"),
+          std::string(
+              R"({"message":{"target":"r1","content":"t=5,p=0,s=1;\\","offset":8,"epoch":77}})"),
+          std::string(
+              R"({"message":{"target":"r1","content":"t=5,p=0,s=1;","offset":8,"epoch":77,"x":"1"}})"),
+          std::string(
+              R"({"message":{"target":"r1","content":"t=5,p=0,s=1;","offset":8, "epoch":77}})"),
+          std::string(
+              R"({"message":{"target":"r1","content":"t=5,p=0,s=1;","offset":"8","epoch":77}})"),
+      }) {
     RoomEnvelope e = parse_room_envelope(json);
     EXPECT_EQ(e.type, RoomEvent::kMessage) << json;
     EXPECT_EQ(e.room, "r1") << json;

@@ -12,12 +12,17 @@ namespace {
 
 core::Counter g_msgs_in("weir_ws_messages_received_total", "WebSocket messages received");
 core::Counter g_msgs_out("weir_ws_messages_sent_total", "WebSocket messages sent");
-core::Counter g_frames_in("weir_ws_frames_received_total", "WebSocket frames received (control frames included)");
-core::Counter g_frames_out("weir_ws_frames_sent_total", "WebSocket frames sent (shared frames count once per recipient)");
-core::Counter g_bytes_in("weir_ws_payload_bytes_received_total", "WebSocket message payload bytes received (after inflating)");
-core::Counter g_bytes_out("weir_ws_payload_bytes_sent_total", "WebSocket payload bytes queued for sending");
+core::Counter g_frames_in("weir_ws_frames_received_total",
+                          "WebSocket frames received (control frames included)");
+core::Counter g_frames_out("weir_ws_frames_sent_total",
+                           "WebSocket frames sent (shared frames count once per recipient)");
+core::Counter g_bytes_in("weir_ws_payload_bytes_received_total",
+                         "WebSocket message payload bytes received (after inflating)");
+core::Counter g_bytes_out("weir_ws_payload_bytes_sent_total",
+                          "WebSocket payload bytes queued for sending");
 core::Counter g_pings("weir_ws_pings_sent_total", "Keepalive pings sent to silent connections");
-core::Counter g_idle("weir_ws_idle_timeouts_total", "Sessions closed for staying silent past --idle-timeout");
+core::Counter g_idle("weir_ws_idle_timeouts_total",
+                     "Sessions closed for staying silent past --idle-timeout");
 core::Gauge g_open("weir_ws_sessions_open", "WebSocket sessions open");
 
 // Close codes we send, by code; anything else lands in "other".
@@ -77,11 +82,14 @@ WebSocketSession::WebSocketSession(net::Connection& conn, const WebSocketOptions
   g_open.inc();
 }
 
-WebSocketSession::~WebSocketSession() { g_open.dec(); }
+WebSocketSession::~WebSocketSession() {
+  g_open.dec();
+}
 
 void WebSocketSession::start(std::unique_ptr<WebSocketHandler> handler) {
   handler_ = std::move(handler);
-  int64_t first = options_.ping_interval_ms > 0 ? options_.ping_interval_ms : options_.idle_timeout_ms;
+  int64_t first =
+      options_.ping_interval_ms > 0 ? options_.ping_interval_ms : options_.idle_timeout_ms;
   if (first > 0) conn_.reactor().schedule(keepalive_timer_, first);
   handler_->on_open(*this);
 }
@@ -171,18 +179,20 @@ SendResult WebSocketSession::send(Opcode opcode, std::string_view payload) {
     ParseResult r = deflate_->compressor().compress(payload, &t_compressed);
     if (r.ok()) return write_frame(opcode, true, t_compressed);
     log_warn("deflate failed on connection %llu: %.*s; sending uncompressed",
-             static_cast<unsigned long long>(conn_.id()), static_cast<int>(r.reason.size()), r.reason.data());
+             static_cast<unsigned long long>(conn_.id()), static_cast<int>(r.reason.size()),
+             r.reason.data());
   }
   return write_frame(opcode, false, payload);
 }
 
-SendResult WebSocketSession::send_frame(const core::SharedBuffer& buffer, size_t offset, size_t length) {
+SendResult WebSocketSession::send_frame(const core::SharedBuffer& buffer, size_t offset,
+                                        size_t length, uint32_t frames) {
   if (state_ != State::kOpen) return SendResult::kClosed;
-  g_msgs_out.inc();
-  g_frames_out.inc();
+  g_msgs_out.inc(frames);
+  g_frames_out.inc(frames);
   g_bytes_out.inc(length);
   return conn_.write(buffer, offset, length) == net::WriteResult::kAccepted ? SendResult::kQueued
-                                                                           : SendResult::kClosed;
+                                                                            : SendResult::kClosed;
 }
 
 SendResult WebSocketSession::ping(std::string_view payload) {
@@ -193,7 +203,8 @@ SendResult WebSocketSession::ping(std::string_view payload) {
 SendResult WebSocketSession::write_frame(Opcode opcode, bool rsv1, std::string_view payload) {
   char header[kMaxFrameHeaderSize];
   size_t header_len = encode_frame_header(header, opcode, true, rsv1, payload.size(), nullptr);
-  net::WritePart parts[2] = {net::WritePart::copy({header, header_len}), net::WritePart::copy(payload)};
+  net::WritePart parts[2] = {net::WritePart::copy({header, header_len}),
+                             net::WritePart::copy(payload)};
   g_frames_out.inc();
   g_bytes_out.inc(payload.size());
   return conn_.write(std::span<const net::WritePart>(parts, 2)) == net::WriteResult::kAccepted
@@ -221,8 +232,9 @@ void WebSocketSession::close(uint16_t code, std::string_view reason) {
 // _Fail the WebSocket Connection_ (RFC 6455 7.1.7): send our code, then close TCP.
 void WebSocketSession::fail(uint16_t code, std::string_view reason) {
   if (state_ == State::kClosed) return;
-  log_debug("connection %llu %s: closing with %u: %.*s", static_cast<unsigned long long>(conn_.id()),
-            conn_.peer().to_string().c_str(), code, static_cast<int>(reason.size()), reason.data());
+  log_debug("connection %llu %s: closing with %u: %.*s",
+            static_cast<unsigned long long>(conn_.id()), conn_.peer().to_string().c_str(), code,
+            static_cast<int>(reason.size()), reason.data());
   send_close_frame(code, reason);
   notify_close(code, reason);
   state_ = State::kClosed;
@@ -239,7 +251,8 @@ void WebSocketSession::notify_close(uint16_t code, std::string_view reason) {
 
 // ---------------------------------------------------------------- connection events
 
-void WebSocketSession::on_closed(net::Connection&, net::CloseReason reason, std::string_view detail) {
+void WebSocketSession::on_closed(net::Connection&, net::CloseReason reason,
+                                 std::string_view detail) {
   state_ = State::kClosed;
   keepalive_timer_.cancel();
   close_timer_.cancel();

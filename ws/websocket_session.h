@@ -57,7 +57,8 @@ class WebSocketSession final : public net::ConnectionHandler, private FrameHandl
   // `deflate` is null when permessage-deflate was not negotiated; `workspace` is the reactor
   // thread's zlib workspace (needed only with deflate).
   WebSocketSession(net::Connection& conn, const WebSocketOptions& options,
-                   const DeflateParams* deflate, DeflateWorkspace* workspace, std::string subprotocol);
+                   const DeflateParams* deflate, DeflateWorkspace* workspace,
+                   std::string subprotocol);
   ~WebSocketSession() override;
 
   // Installs the application handler and calls its on_open.
@@ -65,9 +66,13 @@ class WebSocketSession final : public net::ConnectionHandler, private FrameHandl
 
   // A text or binary message (compressed when deflate is on and it is large enough).
   SendResult send(Opcode opcode, std::string_view payload);
-  // A complete, unmasked, uncompressed frame encoded once and shared among many sessions.
-  SendResult send_frame(const core::SharedBuffer& frame) { return send_frame(frame, 0, frame.size()); }
-  SendResult send_frame(const core::SharedBuffer& buffer, size_t offset, size_t length);
+  // A complete, unmasked, uncompressed frame encoded once and shared among many sessions;
+  // `frames` > 1 when the bytes are that many whole frames back to back (one queue slice).
+  SendResult send_frame(const core::SharedBuffer& frame) {
+    return send_frame(frame, 0, frame.size());
+  }
+  SendResult send_frame(const core::SharedBuffer& buffer, size_t offset, size_t length,
+                        uint32_t frames = 1);
   SendResult ping(std::string_view payload);
   // Starts the close handshake with `code` (a valid wire code) and a short reason.
   void close(uint16_t code, std::string_view reason);
