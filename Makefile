@@ -17,7 +17,7 @@ SAN      ?=
 CXXFLAGS += -std=c++20 $(OPT) -g -Wall -Wextra -Werror -pthread -I. -isystem $(LLHTTP_INC) $(SAN)
 CFLAGS   += $(OPT) -g -isystem $(LLHTTP_INC) $(SAN)
 LDFLAGS  += -pthread $(SAN)
-LDLIBS   += -lssl -lcrypto -lz -lsimdjson
+LDLIBS   += -lssl -lcrypto -lz -lsimdjson -lsqlite3 -lhiredis
 
 LLHTTP_INC := /usr/share/include/llhttp
 LLHTTP_SRC := $(wildcard /usr/share/llhttp/*.c)
@@ -35,7 +35,7 @@ BENCH_OBJS := $(BENCH_SRCS:%.cc=$(BUILD)/%.o)
 LIB        := $(BUILD)/libweir.a
 
 DEB_PKGS := g++ make libssl-dev libsimdjson-dev node-llhttp googletest libgtest-dev libbenchmark-dev \
-            zlib1g-dev libhiredis-dev libsqlite3-dev python3 python3-websockets \
+            zlib1g-dev libhiredis-dev libsqlite3-dev redis-server python3 python3-websockets \
             clang libclang-rt-14-dev clang-format openssl procps
 
 .PHONY: all deps test run asan tsan bench fuzz-build fuzz-smoke format docs clean
