@@ -23,6 +23,9 @@ core::Counter g_lagged("weir_slow_consumer_actions_total",
                        "Slow-consumer policy actions, by action", "action=\"lagged_notice\"");
 core::Counter g_paused("weir_slow_consumer_actions_total",
                        "Slow-consumer policy actions, by action", "action=\"pause_publisher\"");
+core::Counter g_in_flight_pauses(
+    "weir_publisher_in_flight_pauses_total",
+    "Backpressure policy: publishers paused for too many messages in flight");
 core::Counter g_errors("weir_protocol_errors_total", "Error envelopes sent to clients");
 core::Gauge g_members("weir_members", "Connections speaking the rooms protocol");
 
@@ -180,6 +183,7 @@ void Member::forget_room(std::string_view room_id) {
   rooms_.erase(std::remove_if(rooms_.begin(), rooms_.end(),
                               [&](const Joined& j) { return j.room_id == room_id; }),
                rooms_.end());
+  resume_if_acked();  // what was in flight to that room never comes back
 }
 
 void Member::handle_message(const ws::InboundEnvelope& m) {
@@ -203,27 +207,104 @@ void Member::handle_message(const ws::InboundEnvelope& m) {
   if (sent_at.empty()) {
     sent_at = std::string_view(now, core::format_rfc3339_ms(core::wall_ms(), now, sizeof now));
   }
-  LocalRoom* room = shard_.local_room(m.room_id);
+  // Backpressure policy: a publisher whose reading is suspended still has the rest of its
+  // last read to parse; those messages wait here, in order, until it may publish again.
+  if (reading_suspended_ || !held_.empty()) {
+    held_.push_back(HeldPublish{std::string(m.room_id), std::string(m.content),
+                                std::string(message_id), std::string(sent_at),
+                                std::string(m.traceparent), std::string(m.tracestate)});
+    return;
+  }
+  publish_now(m.room_id, m.content, message_id, sent_at, m.traceparent, m.tracestate);
+}
+
+void Member::publish_now(std::string_view room_id, std::string_view content,
+                         std::string_view message_id, std::string_view sent_at,
+                         std::string_view traceparent, std::string_view tracestate) {
+  LocalRoom* room = shard_.local_room(room_id);
   if (room && room->paused) {  // lossless rooms: the message goes, then this publisher waits
     if (std::find(room->paused_publishers.begin(), room->paused_publishers.end(), id_) ==
         room->paused_publishers.end())
       room->paused_publishers.push_back(id_);
     pause_reading_for_room();
   }
-  shard_.publish(*this, m.room_id, m.content, message_id, sent_at, m.traceparent, m.tracestate);
+  if (service_.config().policy == SlowConsumerPolicy::kBackpressure)
+    count_in_flight(room_id, content.size());
+  shard_.publish(*this, room_id, content, message_id, sent_at, traceparent, tracestate);
+}
+
+void Member::release_held() {
+  while (!held_.empty() && !reading_suspended_ && !closed_) {
+    HeldPublish h = std::move(held_.front());
+    held_.pop_front();
+    if (!in_room(h.room_id)) {
+      send_error("not_member", "the connection left the room before this message could be sent",
+                 h.message_id);
+      continue;
+    }
+    publish_now(h.room_id, h.content, h.message_id, h.sent_at, h.traceparent, h.tracestate);
+  }
 }
 
 void Member::pause_reading_for_room() {
-  if (paused_by_rooms_ > 0) return;
-  paused_by_rooms_ = 1;
+  if (paused_for_room_) return;
+  paused_for_room_ = true;
   g_paused.inc();
-  session_->suspend_reading();
+  update_reading();
 }
 
 void Member::resume_reading_for_room() {
-  if (paused_by_rooms_ == 0) return;
-  paused_by_rooms_ = 0;
-  session_->resume_reading();
+  if (!paused_for_room_) return;
+  paused_for_room_ = false;
+  update_reading();
+}
+
+void Member::update_reading() {
+  if (closed_) return;
+  if (paused_for_room_ || paused_for_acks_) {
+    if (!reading_suspended_) session_->suspend_reading();
+    reading_suspended_ = true;
+    return;
+  }
+  if (!reading_suspended_) return;
+  reading_suspended_ = false;
+  release_held();  // may suspend again
+  if (!reading_suspended_) session_->resume_reading();
+}
+
+void Member::count_in_flight(std::string_view room_id, uint64_t bytes) {
+  Joined* j = find(room_id);
+  if (!j) return;
+  j->in_flight++;
+  j->in_flight_bytes += bytes;
+  if (!paused_for_acks_ &&
+      (j->in_flight >= kMaxInFlight || j->in_flight_bytes >= kMaxInFlightBytes)) {
+    paused_for_acks_ = true;
+    g_in_flight_pauses.inc();
+    update_reading();
+  }
+}
+
+// Resumes at half the cap, not just under it: one wake-up per several acks, not one per ack.
+void Member::resume_if_acked() {
+  if (!paused_for_acks_) return;
+  for (const Joined& j : rooms_)
+    if (j.in_flight > kMaxInFlight / 2 || j.in_flight_bytes > kMaxInFlightBytes / 2) return;
+  paused_for_acks_ = false;
+  update_reading();
+}
+
+void Member::publish_returned(std::string_view room_id, uint64_t bytes) {
+  if (Joined* j = find(room_id); j && j->in_flight > 0) {
+    j->in_flight--;
+    j->in_flight_bytes -= std::min(j->in_flight_bytes, bytes);
+  }
+  resume_if_acked();
+}
+
+void Member::note_own_frames(LocalRoom& room, std::span<const Frame> frames) {
+  for (const Frame& f : frames)
+    if (f.sender == id_) publish_returned(room.id, f.sender_bytes);
 }
 
 // ---------------------------------------------------------------- delivery and slow consumers
@@ -233,6 +314,8 @@ void Member::resume_reading_for_room() {
 // the last. Otherwise frame by frame, exactly as if they had come singly.
 void Member::deliver(LocalRoom& room, const FrameBatch& batch) {
   if (closed_) return;
+  if (service_.config().policy == SlowConsumerPolicy::kBackpressure)
+    note_own_frames(room, batch.frames);
   if (batch.frames.size() == 1 || !takes_whole(room, batch)) {
     for (const Frame& frame : batch.frames) deliver_one(room, frame);
     return;

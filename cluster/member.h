@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -50,6 +51,8 @@ class Member : public ws::WebSocketHandler {
   void forget_room(std::string_view room_id);  // the shard removed us from it
   void pause_reading_for_room();               // backpressure policy: our room is paused
   void resume_reading_for_room();
+  // Backpressure policy: one of our publishes to the room will not come back (no such room).
+  void publish_returned(std::string_view room_id, uint64_t bytes);
 
  private:
   struct Joined {
@@ -57,7 +60,16 @@ class Member : public ws::WebSocketHandler {
     bool skipping = false;  // skip policy: deliveries being skipped
     uint64_t skipped_from = 0;
     uint64_t skipped_to = 0;
+    uint32_t in_flight = 0;  // backpressure policy: our publishes not yet delivered back to us
+    uint64_t in_flight_bytes = 0;
   };
+
+  // Backpressure policy: a publisher waits (reading suspended) while this many of its
+  // messages, or bytes of content, to one room have not come back to it. Every member also
+  // receives what it publishes, so the room's delivery to us is the acknowledgement; the
+  // cap bounds what a publisher can push past a pause still travelling between threads.
+  static constexpr uint32_t kMaxInFlight = 32;
+  static constexpr uint64_t kMaxInFlightBytes = 32 * 1024;
 
   void handle_join(std::string_view room_id);
   void handle_leave(std::string_view room_id);
@@ -70,6 +82,14 @@ class Member : public ws::WebSocketHandler {
   void disconnect_slow(const char* why);
   void send_lagged_notices();
   void on_grace_timer();
+  void note_own_frames(LocalRoom& room, std::span<const Frame> frames);
+  void update_reading();
+  void count_in_flight(std::string_view room_id, uint64_t bytes);
+  void publish_now(std::string_view room_id, std::string_view content, std::string_view message_id,
+                   std::string_view sent_at, std::string_view traceparent,
+                   std::string_view tracestate);
+  void release_held();
+  void resume_if_acked();
 
   RoomService& service_;
   RoomShard& shard_;
@@ -81,7 +101,13 @@ class Member : public ws::WebSocketHandler {
   std::vector<std::string> joining_;
   bool closed_ = false;
   bool blocked_ = false;          // above the high watermark
-  int paused_by_rooms_ = 0;       // backpressure policy: reading suspended for paused rooms
+  bool paused_for_room_ = false;  // backpressure policy: reading suspended for a paused room
+  bool paused_for_acks_ = false;  // ... or for too many of our publishes in flight
+  bool reading_suspended_ = false;
+  struct HeldPublish {
+    std::string room_id, content, message_id, sent_at, traceparent, tracestate;
+  };
+  std::deque<HeldPublish> held_;  // parsed while reading was suspended (at most one read)
   uint64_t message_counter_ = 0;  // for generated message ids
   core::Timer grace_timer_;
   std::string scratch_;

@@ -87,6 +87,8 @@ void RoomShard::handle(ShardMessage& m) {
       return owner_publish(m);
     case K::kBlock:
       return owner_block(m);
+    case K::kFannedOut:
+      return owner_fanned_out(m);
     case K::kInspect:
       return owner_inspect(m);
     case K::kJoined:
@@ -112,6 +114,7 @@ void RoomShard::owner_join(ShardMessage& m) {
     room.id = m.room_id;
     room.epoch = service_.new_epoch();
     room.interest.assign(service_.threads(), 0);
+    room.transit.assign(service_.threads(), 0);
     it = owned_.emplace(room.id, std::move(room)).first;
     g_rooms.inc();
   }
@@ -140,6 +143,10 @@ void RoomShard::owner_leave(ShardMessage& m) {
   if (it == owned_.end()) return;
   Room& room = it->second;
   if (room.interest[m.from_thread] > 0) room.interest[m.from_thread]--;
+  if (room.interest[m.from_thread] == 0 && !room.transit.empty()) {
+    room.transit[m.from_thread] = 0;  // no members there: what is in transit is dropped there
+    release_transit_hold(room);
+  }
   if (room.members > 0) room.members--;
   g_memberships.dec();
   if (room.members == 0) {  // no empty room lingers: the next join starts a new epoch
@@ -152,12 +159,15 @@ void RoomShard::owner_leave(ShardMessage& m) {
 void RoomShard::owner_publish(ShardMessage& m) {
   auto it = owned_.find(m.room_id);
   if (it == owned_.end()) {
-    if (m.request_id) {  // the HTTP API published to a room nobody is in
-      ShardMessage answer{ShardMessage::Kind::kPublished};
-      answer.request_id = m.request_id;
-      answer.status = 404;
-      send(m.from_thread, std::move(answer));
-    }
+    // The HTTP API published to a room nobody is in, or a member's publish crossed the room's
+    // end: either way the sender hears of it (a member counts it as no longer in flight).
+    ShardMessage answer{ShardMessage::Kind::kPublished};
+    answer.request_id = m.request_id;
+    answer.member_id = m.member_id;
+    answer.room_id = m.room_id;
+    answer.offset = m.content.size();
+    answer.status = 404;
+    send(m.from_thread, std::move(answer));
     return;
   }
   Room& room = it->second;
@@ -172,6 +182,7 @@ void RoomShard::owner_publish(ShardMessage& m) {
   g_published.inc();
   Frame frame = encode(room, m, offset);
   broadcast(room, ShardMessage::Kind::kDeliver, &frame);
+  if (service_.config().policy == SlowConsumerPolicy::kBackpressure) count_transit(room, frame);
   if (m.request_id) {
     ShardMessage answer{ShardMessage::Kind::kPublished};
     answer.request_id = m.request_id;
@@ -205,6 +216,8 @@ Frame RoomShard::encode(const Room& room, const ShardMessage& m, uint64_t offset
   frame.offset = static_cast<uint32_t>(kFrameHeaderRoom - header);
   frame.length = static_cast<uint32_t>(header + len);
   frame.room_offset = offset;
+  frame.sender = m.member_id;
+  frame.sender_bytes = static_cast<uint32_t>(m.content.size());
   return frame;
 }
 
@@ -220,12 +233,46 @@ void RoomShard::broadcast(const Room& room, ShardMessage::Kind kind, const Frame
 
 void RoomShard::owner_block(ShardMessage& m) {
   auto it = owned_.find(m.room_id);
-  if (it == owned_.end()) return;
-  Room& room = it->second;
+  if (it != owned_.end()) apply_block(it->second, m.delta);
+}
+
+void RoomShard::apply_block(Room& room, int64_t delta) {
   int64_t before = room.blocked;
-  room.blocked = std::max<int64_t>(0, room.blocked + m.delta);
+  room.blocked = std::max<int64_t>(0, room.blocked + delta);
   if (before == 0 && room.blocked > 0) broadcast(room, ShardMessage::Kind::kPaused, nullptr);
   if (before > 0 && room.blocked == 0) broadcast(room, ShardMessage::Kind::kResumed, nullptr);
+}
+
+// Backpressure policy: what other threads have not yet fanned out counts against the room.
+void RoomShard::count_transit(Room& room, const Frame& frame) {
+  for (int t = 0; t < static_cast<int>(room.interest.size()); ++t)
+    if (t != index_ && room.interest[t] > 0) room.transit[t] += frame.length;
+  if (room.transit_hold) return;
+  for (uint64_t bytes : room.transit) {
+    if (bytes <= kTransitCap) continue;
+    room.transit_hold = true;
+    apply_block(room, 1);
+    return;
+  }
+}
+
+// Releases the transit hold at half the cap, so a busy room is not paused and resumed on
+// every fan-out.
+void RoomShard::owner_fanned_out(ShardMessage& m) {
+  auto it = owned_.find(m.room_id);
+  if (it == owned_.end()) return;
+  Room& room = it->second;
+  uint64_t& bytes = room.transit[m.from_thread];
+  bytes -= std::min<uint64_t>(bytes, static_cast<uint64_t>(m.delta));
+  release_transit_hold(room);
+}
+
+void RoomShard::release_transit_hold(Room& room) {
+  if (!room.transit_hold) return;
+  for (uint64_t b : room.transit)
+    if (b > kTransitCap / 2) return;
+  room.transit_hold = false;
+  apply_block(room, -1);
 }
 
 void RoomShard::owner_inspect(ShardMessage& m) {
@@ -404,6 +451,10 @@ void RoomShard::flush_room(LocalRoom& room) {
     batch.length = static_cast<uint32_t>(total);
   }
   const uint64_t key = room.key;
+  // Backpressure policy: the owner counts these bytes as in transit until told otherwise.
+  const bool report =
+      service_.config().policy == SlowConsumerPolicy::kBackpressure && owner_of(room.id) != index_;
+  const std::string room_id = report ? room.id : std::string();
   LocalRoom* r = &room;
   uint64_t handed = 0;
   uint64_t erased_before = erased_rooms_;
@@ -421,6 +472,13 @@ void RoomShard::flush_room(LocalRoom& room) {
     if (i < r->members.size() && r->members[i] == member) ++i;
   }
   g_deliveries.inc(handed * frames.size());
+  if (report) {  // after the deliveries: a member they pushed over its watermark is counted first
+    ShardMessage done{ShardMessage::Kind::kFannedOut};
+    done.room_id = room_id;
+    done.delta = batch.length;
+    done.from_thread = index_;
+    send(owner_of(room_id), std::move(done));
+  }
 }
 
 void RoomShard::member_blocked(Member& member, bool blocked) {
@@ -479,6 +537,11 @@ void RoomShard::api_inspect(std::string room_id, InspectDone done) {
 }
 
 void RoomShard::on_api_answer(ShardMessage& m) {
+  if (m.kind == ShardMessage::Kind::kPublished && m.request_id == 0) {  // a member's lost publish
+    auto member = members_.find(m.member_id);
+    if (member != members_.end()) member->second->publish_returned(m.room_id, m.offset);
+    return;
+  }
   if (m.kind == ShardMessage::Kind::kPublished) {
     auto it = pending_publish_.find(m.request_id);
     if (it == pending_publish_.end()) return;

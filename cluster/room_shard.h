@@ -64,6 +64,8 @@ struct StringHash {
 
 class RoomShard : public core::IterationHook {
  public:
+  static constexpr uint64_t kTransitCap = 64 * 1024;
+
   using PublishDone = std::function<void(int status, uint64_t offset, uint64_t epoch)>;
   using InspectDone =
       std::function<void(int status, uint64_t members, uint64_t offset, uint64_t epoch)>;
@@ -106,6 +108,11 @@ class RoomShard : public core::IterationHook {
     uint64_t members = 0;
     int64_t blocked = 0;             // members above their high watermark (backpressure policy)
     std::vector<uint32_t> interest;  // members per thread
+    // Backpressure policy: frame bytes sent to each other thread and not yet fanned out
+    // there. Past kTransitCap the room holds itself paused (one more count in `blocked`), so
+    // a thread that lags behind its mailbox cannot be handed an unbounded backlog.
+    std::vector<uint64_t> transit;
+    bool transit_hold = false;
   };
 
   void send(int thread, ShardMessage&& message);
@@ -114,6 +121,10 @@ class RoomShard : public core::IterationHook {
   void owner_leave(ShardMessage& m);
   void owner_publish(ShardMessage& m);
   void owner_block(ShardMessage& m);
+  void owner_fanned_out(ShardMessage& m);
+  void apply_block(Room& room, int64_t delta);
+  void count_transit(Room& room, const Frame& frame);
+  void release_transit_hold(Room& room);
   void owner_inspect(ShardMessage& m);
   void on_joined(ShardMessage& m);
   void on_deliver(ShardMessage& m);

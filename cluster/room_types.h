@@ -34,6 +34,8 @@ struct Frame {
   uint32_t offset = 0;  // where the frame starts in the buffer
   uint32_t length = 0;
   uint64_t room_offset = 0;
+  uint64_t sender = 0;        // the publishing member's id (0: the HTTP API)
+  uint32_t sender_bytes = 0;  // its content size, which the sender counted as in flight
 };
 
 // What shards post to each other, batched per destination thread and iteration. One struct
@@ -41,17 +43,20 @@ struct Frame {
 struct ShardMessage {
   enum class Kind : uint8_t {
     // to the room's owner
-    kJoin,     // room_id, member_id, from_thread
-    kLeave,    // room_id, from_thread
-    kPublish,  // room_id, content..., member_id (0: the HTTP API), from_thread, request_id
-    kBlock,    // room_id, delta (+1/-1): a member of the room is above/below its watermarks
-    kInspect,  // room_id, from_thread, request_id: members and last offset for the HTTP API
+    kJoin,       // room_id, member_id, from_thread
+    kLeave,      // room_id, from_thread
+    kPublish,    // room_id, content..., member_id (0: the HTTP API), from_thread, request_id
+    kBlock,      // room_id, delta (+1/-1): a member of the room is above/below its watermarks
+    kFannedOut,  // room_id, delta = bytes, from_thread: deliveries the thread has queued to its
+                 // members (backpressure policy: the owner's count of bytes in transit drops)
+    kInspect,    // room_id, from_thread, request_id: members and last offset for the HTTP API
     // from the owner
     kJoined,     // room_id, room_key, offset, epoch, member_id
     kDeliver,    // room_key, frame
     kPaused,     // room_key
     kResumed,    // room_key
-    kPublished,  // request_id, offset, epoch, status (HTTP API answer)
+    kPublished,  // request_id, offset, epoch, status (HTTP API answer); with request_id 0,
+                 // a member's publish that found no room: member_id, room_id, offset = bytes
     kInspected,  // request_id, offset, epoch, members, status
   };
   explicit ShardMessage(Kind k) : kind(k) {}

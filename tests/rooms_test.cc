@@ -1326,17 +1326,13 @@ TEST(RoomsSlowConsumer, BackpressureKeepsARoomPausedWhileAnyMemberIsAboveHigh) {
 
 // The slow member's queue under backpressure, sampled on its own thread while it reads at
 // 4 MB/s behind a publisher with a backlog: the room's publishers must be paused within about
-// one read (64 KiB) of the high watermark, whichever threads the room, its publisher and its
-// slow member live on.
-//
-// DISABLED: the server fails it whenever those are not all one thread. Measured with a 256 KiB
-// high watermark: peaks of 1.6 MB (room owned by the publisher's thread, slow member on the
-// other) and 10 MB (owned by the other thread); all on one thread stays near 300 KB. The pause
-// travels slow member -> owner -> publisher's thread through the mailboxes, and meanwhile the
-// publisher's thread keeps reading (up to 8 x 64 KiB per iteration) and forwarding; nothing
-// bounds the publishes in flight. The interop test saw the overshoot pass a 4 MiB --max-buffer,
-// so the "lossless" member was disconnected. Enable once publishes in flight are bounded.
-TEST(RoomsSlowConsumer, DISABLED_BackpressureHoldsTheQueueNearHighWhicheverThreadOwnsTheRoom) {
+// 128 KiB of the high watermark, whichever threads the room, its publisher and its slow member
+// live on. The pause travels slow member -> owner -> publisher's thread through the mailboxes;
+// what can pass meanwhile is bounded three ways: the owner holds the room paused while more
+// than 64 KiB of it is in transit to a thread, a publisher waits while 32 KiB of its content
+// has not come back to it, and what a paused publisher had already read waits in the server.
+// (Before those bounds it peaked at 1.6 MB and 10 MB with a 256 KiB watermark.)
+TEST(RoomsSlowConsumer, BackpressureHoldsTheQueueNearHighWhicheverThreadOwnsTheRoom) {
   cluster::RoomsConfig config = slow_config(cluster::SlowConsumerPolicy::kBackpressure);
   config.high_watermark = 256 << 10;
   config.low_watermark = 64 << 10;

@@ -570,16 +570,7 @@ def main():
         print(f"no {build}/weir: build it first")
         return 1
     failed = 0
-    scenarios = [scenario_disconnect, scenario_skip, scenario_grace]
-    # Known gap (issue 4): under --slow-consumer backpressure nothing yet bounds the publishes in
-    # flight when the slow member and the publisher live on different threads, so the slow
-    # member's queue can pass max-buffer and this scenario fails in about a third of runs. It
-    # runs when asked for, and joins the default set once publishes in flight are bounded.
-    if os.environ.get("WEIR_TEST_BACKPRESSURE") == "1":
-        scenarios.insert(2, scenario_backpressure)
-    else:
-        print("SKIP  scenario_backpressure: known gap, publishes in flight unbounded across threads "
-              "(set WEIR_TEST_BACKPRESSURE=1 to run it)")
+    scenarios = [scenario_disconnect, scenario_skip, scenario_backpressure, scenario_grace]
     for scenario in scenarios:
         for attempt in (1, 2):
             started = time.monotonic()
