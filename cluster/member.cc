@@ -93,6 +93,16 @@ void Member::on_message(ws::WebSocketSession&, ws::Opcode opcode, std::string_vi
     send_error("unsupported_frame", "the rooms protocol is JSON in text frames", "binary");
     return;
   }
+  // While reading is suspended the rest of the last read is still parsed: those envelopes wait
+  // here, in order, and run when reading resumes (see release_held).
+  if (reading_suspended_ || !held_.empty()) {
+    held_.emplace_back(payload);
+    return;
+  }
+  dispatch(payload);
+}
+
+void Member::dispatch(std::string_view payload) {
   // Per thread and reused: views into the decoder stay valid until the next decode, and the
   // envelope's vectors keep their capacity.
   static thread_local ws::InboundEnvelope envelope;
@@ -107,10 +117,27 @@ void Member::on_message(ws::WebSocketSession&, ws::Opcode opcode, std::string_vi
     case ws::EnvelopeType::kLeaveRoom:
       return handle_leave(envelope.room_id);
     case ws::EnvelopeType::kMessage:
+      if (!in_room(envelope.room_id) && is_joining(envelope.room_id)) return wait_for_join(payload);
       return handle_message(envelope);
     case ws::EnvelopeType::kResume:
       return send_error("resume_unavailable",
                         "session resume needs a store; this server runs without one", "resume");
+  }
+}
+
+// A message sent right behind its join_room (pipelined, as clients do) waits for the join's
+// answer instead of failing with not_member; everything after it waits too, so order holds.
+void Member::wait_for_join(std::string_view payload) {
+  held_.emplace_front(payload);
+  paused_for_join_ = true;
+  update_reading();
+}
+
+void Member::release_held() {
+  while (!held_.empty() && !reading_suspended_ && !closed_) {
+    std::string payload = std::move(held_.front());
+    held_.pop_front();
+    dispatch(payload);
   }
 }
 
@@ -163,6 +190,10 @@ void Member::joined(LocalRoom& room, uint64_t offset, uint64_t epoch) {
   scratch_.clear();
   ws::encode_room_joined(&scratch_, room.id, offset, epoch);
   send_text(scratch_);
+  if (paused_for_join_) {  // a held message may have waited for this room
+    paused_for_join_ = false;
+    update_reading();
+  }
 }
 
 void Member::handle_leave(std::string_view room_id) {
@@ -207,14 +238,6 @@ void Member::handle_message(const ws::InboundEnvelope& m) {
   if (sent_at.empty()) {
     sent_at = std::string_view(now, core::format_rfc3339_ms(core::wall_ms(), now, sizeof now));
   }
-  // Backpressure policy: a publisher whose reading is suspended still has the rest of its
-  // last read to parse; those messages wait here, in order, until it may publish again.
-  if (reading_suspended_ || !held_.empty()) {
-    held_.push_back(HeldPublish{std::string(m.room_id), std::string(m.content),
-                                std::string(message_id), std::string(sent_at),
-                                std::string(m.traceparent), std::string(m.tracestate)});
-    return;
-  }
   publish_now(m.room_id, m.content, message_id, sent_at, m.traceparent, m.tracestate);
 }
 
@@ -233,19 +256,6 @@ void Member::publish_now(std::string_view room_id, std::string_view content,
   shard_.publish(*this, room_id, content, message_id, sent_at, traceparent, tracestate);
 }
 
-void Member::release_held() {
-  while (!held_.empty() && !reading_suspended_ && !closed_) {
-    HeldPublish h = std::move(held_.front());
-    held_.pop_front();
-    if (!in_room(h.room_id)) {
-      send_error("not_member", "the connection left the room before this message could be sent",
-                 h.message_id);
-      continue;
-    }
-    publish_now(h.room_id, h.content, h.message_id, h.sent_at, h.traceparent, h.tracestate);
-  }
-}
-
 void Member::pause_reading_for_room() {
   if (paused_for_room_) return;
   paused_for_room_ = true;
@@ -261,7 +271,7 @@ void Member::resume_reading_for_room() {
 
 void Member::update_reading() {
   if (closed_) return;
-  if (paused_for_room_ || paused_for_acks_) {
+  if (paused_for_room_ || paused_for_acks_ || paused_for_join_) {
     if (!reading_suspended_) session_->suspend_reading();
     reading_suspended_ = true;
     return;

@@ -89,6 +89,8 @@ class Member : public ws::WebSocketHandler {
                    std::string_view sent_at, std::string_view traceparent,
                    std::string_view tracestate);
   void release_held();
+  void dispatch(std::string_view payload);
+  void wait_for_join(std::string_view payload);
   void resume_if_acked();
 
   RoomService& service_;
@@ -104,10 +106,8 @@ class Member : public ws::WebSocketHandler {
   bool paused_for_room_ = false;  // backpressure policy: reading suspended for a paused room
   bool paused_for_acks_ = false;  // ... or for too many of our publishes in flight
   bool reading_suspended_ = false;
-  struct HeldPublish {
-    std::string room_id, content, message_id, sent_at, traceparent, tracestate;
-  };
-  std::deque<HeldPublish> held_;  // parsed while reading was suspended (at most one read)
+  bool paused_for_join_ = false;  // ... or for a message waiting on its room's join
+  std::deque<std::string> held_;  // envelopes parsed while reading was suspended
   uint64_t message_counter_ = 0;  // for generated message ids
   core::Timer grace_timer_;
   std::string scratch_;

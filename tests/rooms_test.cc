@@ -533,6 +533,47 @@ TEST(RoomsProtocol, JoinAnswersOffsetAndEpochAndLeaveAnswersRoomLeft) {
   EXPECT_EQ(b.expect("error").s("code"), "not_member");
 }
 
+// A message pipelined right behind its join_room (clients do this) waits for the join's answer
+// instead of failing with not_member, and what follows it keeps its place behind it.
+TEST(RoomsProtocol, AMessagePipelinedBehindItsJoinIsPublishedInOrder) {
+  RoomsServer s(2);
+  WsConn a(s.port()), b(s.port());
+  a.join("probe");
+  const int a_thread = s.members_on(0, "probe").count(a.member_id()) ? 0 : 1;
+  for (bool same_thread : {true, false}) {
+    SCOPED_TRACE(same_thread ? "owner on the client's thread" : "owner on the other thread");
+    std::string room;
+    for (int i = 0; room.empty(); ++i) {
+      std::string name = "piped-" + std::to_string(i);
+      if ((s.service().owner_of(name) == a_thread) == same_thread) room = name;
+    }
+    b.join(room);
+    auto text = [&](const std::string& json) { return a.frame(harness::kOpText, json); };
+    auto msg = [&](const std::string& content) {
+      return text(R"({"message":{"target":")" + room + R"(","content":")" + content + R"("}})");
+    };
+    a.send_bytes(text(R"({"join_room":{"room_id":")" + room + R"("}})") + msg("one") + msg("two") +
+                 text(R"({"message":{"target":"nowhere","content":"x"}})") + msg("three"));
+    EXPECT_EQ(a.expect("room_joined").n("offset"), 0u);
+    // An error answers at once; a message comes back through the room's fan-out, so the two
+    // kinds interleave freely. Among the messages the order is the sending order.
+    std::vector<std::string> contents, codes;
+    for (int i = 0; i < 4; ++i) {
+      Env e;
+      ASSERT_EQ(a.recv(&e, 3000), ReadStatus::kOk);
+      (e.type == "message" ? contents : codes)
+          .push_back(e.type == "message" ? e.s("content") : e.s("code"));
+    }
+    EXPECT_EQ(contents, (std::vector<std::string>{"one", "two", "three"}));
+    EXPECT_EQ(codes, (std::vector<std::string>{"not_member"}));
+    for (const char* content : {"one", "two", "three"})
+      EXPECT_EQ(b.expect("message").s("content"), content);
+    a.publish(room, "live");  // reading resumed
+    EXPECT_EQ(a.expect("message").s("content"), "live");
+    b.expect("message");
+  }
+}
+
 // A client may pipeline envelopes without waiting for answers. When the room's owner is the
 // client's own thread a join completes at once; otherwise it is in flight, a second join is
 // refused and a leave cancels it. Either way the member ends up in the room exactly once.
