@@ -93,8 +93,13 @@ def machine_lines(args):
 # ---------------------------------------------------------------------------- tables
 
 def median_of(runs, key):
+    """The median of the ok runs' values, or for text (a slow member's fate) the most common."""
     values = [r[key] for r in runs if r["ok"] and key in r and r[key] == r[key]]  # NaN != NaN
-    return statistics.median(values) if values else None
+    if not values:
+        return None
+    if isinstance(values[0], str):
+        return statistics.mode(values)
+    return statistics.median(values)
 
 
 def ratio_cell(weir_value, peer_value):
@@ -153,7 +158,10 @@ def render_block(args, scenario, kinds, runs_by_server, command_line):
            f"Measured {date} by `{command_line}` ({rounds}; the commands of one round are below).", ""]
     out += machine_lines(args) + [""] + caution(runs_by_server)
     out += scenario_table(scenario, kinds, runs_by_server) + [""]
-    out += run_details(scenario, kinds, runs_by_server) + ["", "```"]
+    out += run_details(scenario, kinds, runs_by_server) + [""]
+    if scenario.notes:
+        out += [scenario.notes, ""]
+    out.append("```")
     out += [f"taskset -c {args.server_cpu} " + " ".join(k.argv(args, "PORT")) for k in kinds]
     out.append(f"taskset -c {args.load_cpu} {args.load} " +
                " ".join(scenario.load_args(args, f"ws://127.0.0.1:PORT{scenario.path}")))

@@ -28,6 +28,7 @@
 #include "core/reactor.h"
 #include "net/socket_ops.h"
 #include "tools/load/connector.cc"
+#include "tools/load/echo_pacer.h"
 #include "tools/load/echo_payload.cc"
 #include "tools/load/histogram.cc"
 #include "tools/load/json_scan.cc"
@@ -270,7 +271,7 @@ TEST(LoadOptions, BadArgumentsAreErrorsWithAReason) {
       {{"flood"}, "unknown command"},
       {{"echo"}, "--url is required"},
       {{"tcp-echo"}, "--addr is required"},
-      {{"echo", "--url", "ws://127.0.0.1:1/e", "--rate", "5"}, "unknown flag --rate for echo"},
+      {{"tcp-echo", "--addr", "127.0.0.1:1", "--rate", "5"}, "unknown flag --rate for tcp-echo"},
       {{"hold", "--url", "ws://127.0.0.1:1/e", "--depth", "5"}, "unknown flag --depth for hold"},
       {{"echo", "--url"}, "needs a value"},
       {{"echo", "--url", "ws://127.0.0.1:1/e", "--connections", "0"}, "--connections"},
@@ -1431,6 +1432,90 @@ TEST(LoadJsonWriter, ArraysHoldValuesAndObjects) {
   j.begin_object().begin_array("a").field({}, 1).begin_object().field("x", true).end_object();
   j.end_array().field("b", 2).end_object();
   EXPECT_EQ(j.str(), R"({"a":[1,{"x":true}],"b":2})");
+}
+
+}  // namespace
+}  // namespace weir::load
+
+// ---------------------------------------------------------------- echo --rate: the schedule
+
+namespace weir::load {
+namespace {
+
+constexpr int64_t kMs = 1'000'000;
+
+TEST(LoadEchoPacer, MessageIIsDueAtStartPlusIOverTheRate) {
+  EchoPacer pacer(20000, 5 * kMs);  // one message every 50 us
+  int64_t at = 0;
+  EXPECT_FALSE(pacer.take_due(5 * kMs - 1, &at));  // nothing before the start
+  ASSERT_TRUE(pacer.take_due(5 * kMs, &at));
+  EXPECT_EQ(at, 5 * kMs);
+  EXPECT_EQ(pacer.next_due_ns(), 5 * kMs + 50'000);
+  EXPECT_FALSE(pacer.take_due(5 * kMs + 49'999, &at));
+  ASSERT_TRUE(pacer.take_due(5 * kMs + 50'000, &at));
+  EXPECT_EQ(at, 5 * kMs + 50'000);
+  EXPECT_EQ(pacer.taken(), 2u);
+}
+
+TEST(LoadEchoPacer, ALateWakeUpHandsOutEveryMissedMessageWithItsOwnScheduledTime) {
+  // The loop stalled for 10 ms: the 11 messages due meanwhile go out now, each stamped with
+  // the time it should have left, so the stall shows in their round trips.
+  EchoPacer pacer(1000, 0);
+  std::vector<int64_t> times;
+  for (int64_t at = 0; pacer.take_due(10 * kMs, &at);) times.push_back(at);
+  ASSERT_EQ(times.size(), 11u);
+  for (size_t i = 0; i < times.size(); ++i) EXPECT_EQ(times[i], static_cast<int64_t>(i) * kMs);
+  EXPECT_EQ(pacer.next_due_ns(), 11 * kMs);
+}
+
+TEST(LoadEchoPacer, MessagesNotTakenAreNotMadeUpTwice) {
+  // Held-back messages are taken (and dropped) like sent ones: a connection that was full for
+  // a while does not get a burst of old messages later.
+  EchoPacer pacer(100, 0);
+  int64_t at = 0;
+  int taken = 0;
+  while (pacer.take_due(1000 * kMs, &at)) taken++;
+  EXPECT_EQ(taken, 101);
+  EXPECT_FALSE(pacer.take_due(1000 * kMs, &at));
+  EXPECT_FALSE(pacer.take_due(1009 * kMs, &at));
+  EXPECT_TRUE(pacer.take_due(1010 * kMs, &at));
+}
+
+TEST(LoadEchoPacer, AFractionalIntervalDoesNotDriftOverAnHour) {
+  EchoPacer pacer(3, 0);  // 333,333,333.3 ns apart
+  int64_t at = 0;
+  uint64_t n = 0;
+  while (pacer.take_due(3600LL * 1000 * kMs, &at)) n++;
+  EXPECT_EQ(n, 3u * 3600 + 1);
+  EXPECT_EQ(at, 3600LL * 1000 * kMs);  // message 10800 lands on the hour exactly
+}
+
+TEST(LoadEchoPacer, ThreadSharesAddUpToTheRate) {
+  double sum = 0;
+  for (int share : {22, 21, 21}) sum += EchoPacer::thread_rate(20000, share, 64);
+  EXPECT_NEAR(sum, 20000, 1e-9);
+  EXPECT_EQ(EchoPacer::thread_rate(20000, 0, 0), 0);
+}
+
+TEST(LoadOptions, EchoRateIsMessagesPerSecondAndZeroMeansByDepth) {
+  Options o;
+  std::string e;
+  ASSERT_EQ(parse({"echo", "--url", "ws://127.0.0.1:9000/echo", "--rate", "20000/s"}, &o, &e),
+            ParseStatus::kOk)
+      << e;
+  EXPECT_EQ(o.message_rate, 20000.0);
+  EXPECT_EQ(o.rate, Options().rate);  // hold's --rate is another field
+  ASSERT_EQ(parse({"echo", "--url", "ws://127.0.0.1:9000/echo"}, &o, &e), ParseStatus::kOk) << e;
+  EXPECT_EQ(o.message_rate, 0.0);
+  ASSERT_EQ(parse({"echo", "--url", "ws://127.0.0.1:9000/echo", "--rate=0"}, &o, &e),
+            ParseStatus::kOk)
+      << e;
+  EXPECT_EQ(parse({"echo", "--url", "ws://127.0.0.1:9000/echo", "--rate", "-5"}, &o, &e),
+            ParseStatus::kError);
+  EXPECT_NE(e.find("--rate"), std::string::npos);
+  EXPECT_EQ(parse({"tcp-echo", "--addr", "127.0.0.1:7000", "--rate", "100"}, &o, &e),
+            ParseStatus::kError);
+  EXPECT_NE(usage(Command::kEcho).find("--rate R/s"), std::string::npos);
 }
 
 }  // namespace

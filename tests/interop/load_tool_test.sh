@@ -2,7 +2,8 @@
 # tests/interop/load_tool_test.sh — drives build/weir-load end to end: argument errors (exit 2),
 # tcp-echo against `weir --tcp-echo`, echo/hold against a Python `websockets` echo server
 # (text, binary, permessage-deflate), error detection (corrupted echoes, refused and silent
-# servers), valid CSV and SVG output, and echo/hold against weir's own /echo once it serves it.
+# servers), valid CSV and SVG output, and echo (also at a fixed --rate) and hold against weir's
+# own /echo.
 #
 # Usage: tests/interop/load_tool_test.sh [BUILD_DIR]   (default: build)
 # Everything started here is stopped by PID; every run is bounded by `timeout`.
@@ -229,6 +230,17 @@ if [ -x "$WEIR" ]; then
       run_load weir_echo 30 echo --url "$url" --connections 16 --depth 8 --size 32 --seconds 2 --quiet
       [ "$RC" -eq 0 ] && pass "echo vs weir /echo exits 0" || fail "weir echo exit $RC: $(tail -3 "$TMP/weir_echo.err")"
       expect "weir echoed every message intact" "$TMP/weir_echo.json" "j['messages'] > 1000 and j['errors']['total'] == 0"
+      # --rate: the schedule holds (achieved within 10%), every echo intact, latency from the
+      # scheduled time still in order.
+      run_load weir_rate 30 echo --url "$url" --connections 8 --rate 2000 --size 32 --seconds 2 \
+        --warmup-seconds 1 --quiet
+      [ "$RC" -eq 0 ] && pass "echo --rate vs weir /echo exits 0" || fail "weir echo --rate exit $RC: $(tail -3 "$TMP/weir_rate.err")"
+      expect "echo --rate 2000 achieves 2000 msg/s within 10%" "$TMP/weir_rate.json" \
+        "j['rate'] == 2000 and abs(j['sent_per_sec'] - 2000) <= 200 and abs(j['messages_per_sec'] - 2000) <= 200"
+      expect "echo --rate echoes every message intact" "$TMP/weir_rate.json" \
+        "j['errors']['mismatches'] == 0 and j['errors']['total'] == 0 and j['held_back'] == 0"
+      expect "echo --rate reports latency from the schedule" "$TMP/weir_rate.json" \
+        "0 < j['latency_ms']['p50'] <= j['latency_ms']['p99'] <= j['latency_ms']['max']"
       run_load weir_big 30 echo --url "$url" --connections 4 --depth 2 --size 256KiB --seconds 1 --binary --quiet
       expect "weir echoes 256 KiB binary messages" "$TMP/weir_big.json" "j['messages'] > 4 and j['errors']['total'] == 0"
       run_load weir_hold 30 hold --url "$url" --connections 500 --rate 1000/s --seconds 2 --ping-interval 500ms --quiet

@@ -72,6 +72,9 @@ class WsEchoSession final : public EchoSession, public WsClientListener {
  protected:
   char* prepare(size_t len) override { return client_->prepare(len); }
   bool transmit(size_t len) override { return client_->send_prepared(opcode_, len); }
+  size_t queued_bytes() const override {
+    return client_ ? client_->connection().queued_bytes() : 0;
+  }
 
  private:
   WsClientConfig config_;

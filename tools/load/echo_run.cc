@@ -1,6 +1,9 @@
 // tools/load/echo_run.cc — echo pipelines, the per-thread worker, and the run's phases/report.
 #include "tools/load/echo_run.h"
 
+#include <sys/timerfd.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -27,18 +30,28 @@ net::ConnectionOptions client_connection_options() {
 EchoSession::EchoSession(EchoWorker& worker) : worker_(worker), verifier_(&worker.pattern()) {}
 
 void EchoSession::fill_pipeline() {
-  const size_t size = worker_.pattern().message_size();
   const int depth = worker_.options().depth;
-  while (open_ && worker_.sending() && in_flight_ < depth) {
-    char* p = prepare(size);
+  while (open_ && worker_.sending() && !worker_.scheduled() && in_flight_ < depth) {
     uint64_t send_ns = static_cast<uint64_t>(core::monotonic_ns() - worker_.epoch_ns());
-    worker_.pattern().write(p, next_seq_, send_ns);
-    if (!transmit(size)) return;
-    next_seq_++;
-    in_flight_++;
-    worker_.counters().messages_sent++;
-    worker_.counters().bytes_sent += size;
+    if (!send_one(send_ns)) return;
   }
+}
+
+bool EchoSession::send_scheduled(int64_t scheduled_ns) {
+  if (!open_ || queued_bytes() > EchoPacer::kMaxQueued) return false;
+  return send_one(static_cast<uint64_t>(std::max<int64_t>(scheduled_ns - worker_.epoch_ns(), 0)));
+}
+
+bool EchoSession::send_one(uint64_t send_ns) {
+  const size_t size = worker_.pattern().message_size();
+  char* p = prepare(size);
+  worker_.pattern().write(p, next_seq_, send_ns);
+  if (!transmit(size)) return false;
+  next_seq_++;
+  in_flight_++;
+  worker_.counters().messages_sent++;
+  worker_.counters().bytes_sent += size;
+  return true;
 }
 
 void EchoSession::opened() {
@@ -95,7 +108,14 @@ EchoWorker::EchoWorker(core::Reactor& reactor, const Options& options, int conne
       factory_(std::move(factory)),
       pattern_(options.size),
       context_(0x9E3779B97F4A7C15ull * (index + 1) ^ static_cast<uint64_t>(epoch_ns)),
+      rate_(EchoPacer::thread_rate(options.message_rate, connections, options.connections)),
       connector_(reactor, client_connection_options()) {}
+
+EchoWorker::~EchoWorker() {
+  if (pace_fd_ < 0) return;
+  reactor_.remove(pace_fd_);
+  ::close(pace_fd_);
+}
 
 void EchoWorker::start() {
   sessions_.reserve(connections_);
@@ -114,11 +134,67 @@ void EchoWorker::sample(Sample* out) {
 
 void EchoWorker::start_sending() {
   sending_ = true;
-  for (auto& s : sessions_) s->fill_pipeline();
+  if (!scheduled()) {
+    for (auto& s : sessions_) s->fill_pipeline();
+    return;
+  }
+  pace_fd_ = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+  if (pace_fd_ >= 0 && !reactor_.add(pace_fd_, this, EPOLLIN | EPOLLET)) {
+    ::close(pace_fd_);
+    pace_fd_ = -1;
+  }
+  if (pace_fd_ < 0) {
+    errors().report("--rate: cannot create the pacing timer");
+    counters_.protocol_errors++;
+    return;
+  }
+  int64_t now = core::monotonic_ns();
+  pacer_ = std::make_unique<EchoPacer>(rate_, now);
+  send_due(now);
+}
+
+void EchoWorker::stop_sending() {
+  sending_ = false;
+  if (pace_fd_ >= 0) arm_pacer(0);
+}
+
+void EchoWorker::on_io(uint32_t) {
+  uint64_t expirations = 0;
+  while (::read(pace_fd_, &expirations, sizeof expirations) > 0) {
+  }
+  if (sending_) send_due(core::monotonic_ns());
+}
+
+// Every message due by now goes out, each stamped with its own scheduled time, so a late
+// wake-up (a stalled loop, a busy core) shows in the round trips instead of being skipped.
+void EchoWorker::send_due(int64_t now_ns) {
+  int64_t scheduled_ns = 0;
+  while (pacer_->take_due(now_ns, &scheduled_ns)) {
+    EchoSession* s = next_open_session();
+    if (s == nullptr || !s->send_scheduled(scheduled_ns)) counters_.publish_held_back++;
+  }
+  arm_pacer(pacer_->next_due_ns());
+}
+
+// `at_ns` 0 disarms.
+void EchoWorker::arm_pacer(int64_t at_ns) {
+  itimerspec spec{};
+  spec.it_value.tv_sec = at_ns / 1'000'000'000;
+  spec.it_value.tv_nsec = at_ns % 1'000'000'000;
+  ::timerfd_settime(pace_fd_, at_ns > 0 ? TFD_TIMER_ABSTIME : 0, &spec, nullptr);
+}
+
+// Round-robin over the connections that are open; nullptr when none is.
+EchoSession* EchoWorker::next_open_session() {
+  for (size_t tried = 0; tried < sessions_.size(); ++tried) {
+    EchoSession* s = sessions_[next_session_++ % sessions_.size()].get();
+    if (s->is_open()) return s;
+  }
+  return nullptr;
 }
 
 void EchoWorker::close_all() {
-  sending_ = false;
+  stop_sending();
   closing_ = true;
   for (auto& s : sessions_) s->close();
 }
@@ -185,13 +261,17 @@ void EchoRun::add_row(const PhaseRow& row) {
        ms(h.percentile(90)), ms(h.percentile(99)), ms(h.max()), static_cast<double>(c.errors())});
   if (std::string_view(row.phase) == "measure") measured_.merge(h);
   if (o_.quiet) return;
+  std::string pacing;  // --rate: what was sent against the schedule
+  if (o_.message_rate > 0)
+    pacing = "  sent " + human_count(sent) + "/s held back " + std::to_string(c.publish_held_back);
   std::fprintf(
       stderr,
-      "%-8s %6.1fs %-8s %llu/%d conns  %s msg/s  %.2f MB/s  p50 %s p99 %s max %s  errors %llu\n",
+      "%-8s %6.1fs %-8s %llu/%d conns  %s msg/s%s  %.2f MB/s  p50 %s p99 %s max %s  errors %llu\n",
       std::string(command_name(o_.command)).c_str(), row.t, row.phase,
       static_cast<unsigned long long>(c.connections_open), o_.connections,
-      human_count(echoes).c_str(), mb, latency_text(h, 50).c_str(), latency_text(h, 99).c_str(),
-      latency_text(h, 100).c_str(), static_cast<unsigned long long>(c.errors()));
+      human_count(echoes).c_str(), pacing.c_str(), mb, latency_text(h, 50).c_str(),
+      latency_text(h, 99).c_str(), latency_text(h, 100).c_str(),
+      static_cast<unsigned long long>(c.errors()));
 }
 
 void EchoRun::start_workers() {
@@ -263,6 +343,9 @@ std::string EchoRun::summary() const {
   j.field("threads", threads_.count())
       .field("warmup_seconds", o_.warmup_ms / 1000.0)
       .field("seconds", measured_seconds_)
+      .field("rate", o_.message_rate)
+      .field("sent_per_sec", (b.messages_sent - a.messages_sent) / secs)
+      .field("held_back", final_.publish_held_back)
       .field("messages", b.messages_received - a.messages_received)
       .field("messages_per_sec", (b.messages_received - a.messages_received) / secs)
       .field("payload_mb_per_sec", (b.bytes_received - a.bytes_received) / secs / 1e6)
@@ -295,9 +378,11 @@ void EchoRun::write_outputs() const {
     std::fprintf(stderr, "weir-load: --csv: %s\n", error.c_str());
   if (o_.plot_path.empty()) return;
   PlotSpec spec;
+  std::string pacing = o_.message_rate > 0 ? " at " + human_count(o_.message_rate) + " msg/s"
+                                           : " x depth " + std::to_string(o_.depth);
   spec.title = std::string(command_name(o_.command)) + " " + o_.target_text + ": " +
-               std::to_string(o_.connections) + " connections x depth " + std::to_string(o_.depth) +
-               " x " + std::to_string(o_.size) + " B";
+               std::to_string(o_.connections) + " connections" + pacing + " x " +
+               std::to_string(o_.size) + " B";
   // Drain and close rows cover a few milliseconds each; their rates are noise, so the chart
   // ends with the measurement (the CSV keeps them).
   size_t rows = series_.first_row_of("drain");

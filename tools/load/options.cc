@@ -115,7 +115,7 @@ const std::vector<Flag>& flags() {
        [](Options& o, std::string_view v, std::string* e) {
          return parse_int(v, 1, 1000000, &o.connections, e);
        }},
-      {"depth", "D", "messages in flight per connection (fanout: per publisher when --rate is 0)",
+      {"depth", "D", "messages in flight per connection when --rate is 0 (fanout: per publisher)",
        "1", kEcho | kTcp | kFanout,
        [](Options& o, std::string_view v, std::string* e) {
          return parse_int(v, 1, 65536, &o.depth, e);
@@ -149,6 +149,14 @@ const std::vector<Flag>& flags() {
        }},
       {"rate", "R/s", "connections opened per second", "1000/s", kHold,
        [](Options& o, std::string_view v, std::string* e) { return parse_rate(v, &o.rate, e); }},
+      {"rate", "R/s",
+       "messages per second over all connections, on a schedule: each round trip counts from "
+       "its message's scheduled time, and a message whose connection holds over 1MiB unsent is "
+       "held back, not queued; --depth is then no limit. 0 = as fast as --depth allows",
+       "0", kEcho,
+       [](Options& o, std::string_view v, std::string* e) {
+         return parse_rate(v, &o.message_rate, e, true);
+       }},
       {"ping-interval", "DURATION", "ping each held connection this often", "5s", kHold,
        [](Options& o, std::string_view v, std::string* e) {
          return parse_duration(v, 10, &o.ping_interval_ms, e);

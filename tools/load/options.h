@@ -50,6 +50,7 @@ struct Options {
   double rate = 1000;  // hold: connections opened per second
   int64_t ping_interval_ms = 5000;
   int64_t connect_timeout_ms = 5000;
+  double message_rate = 0;  // echo: messages/s over all connections; 0 = as fast as --depth allows
   // fanout
   int rooms = 1;
   int members = 10;  // per room

@@ -120,9 +120,15 @@ void write_client(JsonWriter& j, const SlowReport& r, size_t i) {
       .field("backlog_peak", s.backlog_peak)
       .field("dropped", s.dropped);
   if (s.dropped) j.field("end_reason", s.end_reason);
+  // A member's fate in a room: messages the server dropped for it show as gaps (silently) or
+  // skipped (announced by lagged notices); `behind` is what had not reached it when the run
+  // ended (still buffered in the server, the kernel or the relay).
+  uint64_t last = s.offsets.last_offset();
   if (r.room)
     j.field("lost", s.offsets.lost(r.room_last_offset))
         .field("skipped", s.offsets.skipped())
+        .field("gaps", s.offsets.gap_messages())
+        .field("behind", r.room_last_offset > last ? r.room_last_offset - last : 0)
         .field("order_violations", s.offsets.order_violations());
   else
     j.field("server_deferred", s.last_deferred).field("gaps", s.stream_gaps);
