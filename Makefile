@@ -84,7 +84,7 @@ run:
 	$(MAKE) deps
 	$(MAKE) all
 	@mkdir -p data
-	$(BUILD)/weir
+	$(BUILD)/weir --store sqlite:data/weir.db --session-secret-file data/session.key
 
 asan:
 	$(MAKE) BUILD=build-asan OPT=-O1 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" all

@@ -40,30 +40,45 @@ ws::EnvelopeDecoder& decoder() {
   return t_decoder;
 }
 
-std::string random_token() {
-  unsigned char bytes[16];
+// Member ids outlive the process in stored sessions, so they are random, not a counter.
+std::string random_member_name() {
+  unsigned char bytes[8];
   RAND_bytes(bytes, sizeof bytes);
-  char hex[33];
-  for (int i = 0; i < 16; ++i) std::snprintf(hex + 2 * i, 3, "%02x", bytes[i]);
-  return std::string(hex, 32);
+  char hex[18] = "m";
+  for (int i = 0; i < 8; ++i) std::snprintf(hex + 1 + 2 * i, 3, "%02x", bytes[i]);
+  return std::string(hex, 17);
 }
+
+core::Counter g_resumes("weir_session_resumes_total", "Session resumes, by result",
+                        "result=\"ok\"");
+core::Counter g_resume_failures("weir_session_resumes_total", "Session resumes, by result",
+                                "result=\"refused\"");
+core::Counter g_replayed("weir_replayed_messages_total", "Messages replayed to resuming members");
+core::Counter g_rate_limited("weir_rate_limited_total", "Messages refused by --rate-limit");
 
 }  // namespace
 
-Member::Member(RoomService& service, ws::WebSocketSession& session)
+Member::Member(RoomService& service, ws::WebSocketSession& session, std::string resume_token)
     : service_(service),
       shard_(service.local()),
       session_(&session),
       id_(g_next_member.fetch_add(1, std::memory_order_relaxed)),
-      name_("m" + std::to_string(id_)),
-      token_(random_token()) {
+      name_(random_member_name()),
+      resume_at_open_(std::move(resume_token)),
+      self_(std::make_shared<Member*>(this)),
+      rate_(service.config().rate_limit, service.config().rate_burst),
+      strikes_(1, 20) {
+  expires_ms_ = core::wall_ms() + service.config().session_ttl_ms;
+  token_ = service.tokens().issue(name_, expires_ms_);
   shard_.add_member(*this);
   grace_timer_.set_callback([this] { on_grace_timer(); });
   g_members.inc();
 }
 
 Member::~Member() {
+  *self_ = nullptr;
   if (!closed_) {
+    save_session();
     closed_ = true;
     shard_.remove_member(*this);
   }
@@ -71,9 +86,39 @@ Member::~Member() {
 }
 
 void Member::on_open(ws::WebSocketSession&) {
+  if (!resume_at_open_.empty()) return start_resume(std::move(resume_at_open_), {}, true);
+  send_session({});
+  save_session();
+}
+
+void Member::send_session(std::span<const std::string_view> rooms) {
   scratch_.clear();
-  ws::encode_session(&scratch_, token_, name_, {});
+  ws::encode_session(&scratch_, token_, name_, rooms);
   send_text(scratch_);
+}
+
+// The session as a later resume will find it: its rooms, each at the offset of the last
+// message handed to this connection (frames still queued in the socket when it died count as
+// handed: a client that tracks its offsets and resumes with them loses nothing).
+void Member::save_session() {
+  store::Store* store = service_.store();
+  if (!store) return;
+  store::Session s;
+  s.token = token_;
+  s.member_id = name_;
+  s.expires_ms = expires_ms_;
+  for (const Joined& j : rooms_) {
+    uint64_t offset = j.joined_offset;
+    if (j.replaying) {
+      offset = j.replay_from;
+    } else if (j.skipping) {
+      offset = j.skipped_from - 1;
+    } else if (LocalRoom* room = shard_.local_room(j.room_id)) {
+      offset = std::max(offset, room->last_offset);
+    }
+    s.rooms.push_back(store::SessionRoom{j.room_id, j.epoch, offset});
+  }
+  store->put_session(std::move(s), [](store::Status) {});
 }
 
 void Member::send_text(const std::string& json) {
@@ -88,7 +133,7 @@ void Member::send_error(std::string_view code, std::string_view message, std::st
 }
 
 void Member::on_message(ws::WebSocketSession&, ws::Opcode opcode, std::string_view payload) {
-  if (closed_) return;
+  if (closed_ || refusing_) return;
   if (opcode != ws::Opcode::kText) {
     send_error("unsupported_frame", "the rooms protocol is JSON in text frames", "binary");
     return;
@@ -119,10 +164,166 @@ void Member::dispatch(std::string_view payload) {
     case ws::EnvelopeType::kMessage:
       if (!in_room(envelope.room_id) && is_joining(envelope.room_id)) return wait_for_join(payload);
       return handle_message(envelope);
-    case ws::EnvelopeType::kResume:
-      return send_error("resume_unavailable",
-                        "session resume needs a store; this server runs without one", "resume");
+    case ws::EnvelopeType::kResume: {
+      std::vector<ResumeRoom> rooms;
+      for (const ws::ResumeRoom& r : envelope.resume_rooms)
+        rooms.push_back(ResumeRoom{std::string(r.room_id), r.offset, r.epoch});
+      return start_resume(std::string(envelope.token), std::move(rooms), false);
+    }
   }
+}
+
+// ---------------------------------------------------------------- sessions and resume
+
+void Member::start_resume(std::string token, std::vector<ResumeRoom> rooms, bool at_open) {
+  auto refuse = [&](std::string_view code, std::string_view message) {
+    g_resume_failures.inc();
+    if (at_open) {  // the client still gets a session, a fresh one
+      send_session({});
+      save_session();
+    }
+    send_error(code, message, "resume");
+  };
+  store::Store* store = service_.store();
+  if (!store) return refuse("store_unavailable", "session resume needs a store (--store)");
+  std::string member_id;
+  switch (service_.tokens().verify(token, core::wall_ms(), &member_id)) {
+    case SessionTokens::Check::kInvalid:
+      return refuse("invalid_token", "the session token is malformed or not signed by this server");
+    case SessionTokens::Check::kExpired:
+      return refuse("session_expired", "the session expired (--session-ttl)");
+    case SessionTokens::Check::kOk:
+      break;
+  }
+  // What the client sends after `resume` waits for it (a publish to a resumed room, say).
+  paused_for_resume_ = true;
+  update_reading();
+  std::string key = token;
+  store->get_session(std::move(key), core::wall_ms(),
+                     [self = self_, token = std::move(token), rooms = std::move(rooms), at_open](
+                         store::Status status, store::Session session) mutable {
+                       if (Member* member = *self)
+                         member->finish_resume(status, std::move(session), std::move(token),
+                                               std::move(rooms), at_open);
+                     });
+}
+
+void Member::finish_resume(store::Status status, store::Session session, std::string token,
+                           std::vector<ResumeRoom> rooms, bool at_open) {
+  if (closed_) return;
+  paused_for_resume_ = false;
+  if (status != store::Status::kOk) {
+    g_resume_failures.inc();
+    if (at_open) {
+      send_session({});
+      save_session();
+    }
+    if (status == store::Status::kNotFound)
+      send_error("session_not_found", "no such session (expired, purged, or never saved)",
+                 "resume");
+    else
+      send_error("store_unavailable", "the store cannot be read now; try again", "resume");
+    return update_reading();
+  }
+  g_resumes.inc();
+  name_ = std::move(session.member_id);
+  token_ = std::move(token);
+  expires_ms_ = session.expires_ms;
+  if (rooms.empty())
+    for (const store::SessionRoom& r : session.rooms)
+      rooms.push_back(ResumeRoom{r.room_id, r.offset, r.epoch});
+  std::vector<std::string_view> ids;
+  for (const ResumeRoom& r : rooms) ids.push_back(r.room_id);
+  send_session(ids);
+  const RoomsConfig& config = service_.config();
+  for (ResumeRoom& r : rooms) {
+    if (check_room_id(r.room_id, config.max_room_id_bytes)) {
+      send_error("invalid_room_id", "resume names a room id that is not valid", r.room_id);
+      continue;
+    }
+    if (in_room(r.room_id) || is_joining(r.room_id)) {
+      send_error("already_member", "this connection already joined (or is joining) the room",
+                 r.room_id);
+      continue;
+    }
+    if (rooms_.size() + joining_.size() >= config.max_rooms_per_connection) {
+      send_error("too_many_rooms", "resume names more rooms than --max-rooms-per-connection",
+                 r.room_id);
+      continue;
+    }
+    joining_.push_back(r.room_id);
+    std::string id = r.room_id;
+    resumes_.push_back(std::move(r));
+    shard_.join(*this, id);
+  }
+  update_reading();
+}
+
+// The owner answered the resume's join with the room's delivered offset: what the client
+// missed is (want.offset, offset].
+void Member::begin_replay(Joined& j, const ResumeRoom& want, uint64_t offset, uint64_t epoch) {
+  const RoomsConfig& config = service_.config();
+  store::Store* store = service_.store();
+  bool same = want.epoch == epoch && want.offset <= offset;
+  if (!same || want.offset == offset || !store || config.durability == Durability::kNone ||
+      config.replay_limit == 0) {
+    scratch_.clear();
+    ws::encode_resumed(&scratch_, j.room_id, same && want.offset == offset, offset, epoch);
+    return send_text(scratch_);
+  }
+  uint64_t after = want.offset;
+  if (offset - after > config.replay_limit) after = offset - config.replay_limit;
+  j.replaying = true;
+  j.replay_from = want.offset;
+  ++replaying_;
+  store->read_room(j.room_id, epoch, after, offset - after,
+                   [self = self_, room_id = j.room_id, after, offset](
+                       store::Status status, std::vector<store::StoredMessage> messages, uint64_t) {
+                     if (Member* member = *self)
+                       member->end_replay(room_id, status, messages, after, offset);
+                   });
+}
+
+void Member::end_replay(const std::string& room_id, store::Status status,
+                        std::vector<store::StoredMessage>& messages, uint64_t after,
+                        uint64_t offset) {
+  Joined* j = find(room_id);
+  if (closed_ || !j || !j->replaying) return;  // left the room meanwhile
+  bool complete = status == store::Status::kOk && messages.size() == offset - after &&
+                  !messages.empty() && messages.front().offset == after + 1 &&
+                  messages.back().offset == offset;
+  scratch_.clear();
+  ws::encode_resumed(&scratch_, room_id, complete && after == j->replay_from, offset, j->epoch);
+  send_text(scratch_);
+  for (const store::StoredMessage& m : messages) {
+    if (m.offset <= after || m.offset > offset) continue;
+    session_->send(ws::Opcode::kText, m.payload);
+    g_replayed.inc();
+  }
+  j->replaying = false;
+  --replaying_;
+  std::vector<Frame> held;
+  held.swap(j->held);
+  j->held_bytes = 0;
+  LocalRoom* room = shard_.local_room(room_id);
+  for (const Frame& f : held) {
+    if (closed_ || !room) break;
+    deliver_one(*room, f);
+  }
+}
+
+// Live frames of a room being replayed wait (by reference) until the replay is out.
+bool Member::hold_while_replaying(LocalRoom& room, const FrameBatch& batch) {
+  Joined* j = find(room.id);
+  if (!j || !j->replaying) return false;
+  for (const Frame& f : batch.frames) {
+    j->held.push_back(f);
+    j->held_bytes += f.length;
+  }
+  const size_t limit = service_.config().max_buffer;
+  if (limit && j->held_bytes > limit)
+    disconnect_slow("live messages held during its replay passed --max-buffer");
+  return true;
 }
 
 // A message sent right behind its join_room (pipelined, as clients do) waits for the join's
@@ -134,7 +335,7 @@ void Member::wait_for_join(std::string_view payload) {
 }
 
 void Member::release_held() {
-  while (!held_.empty() && !reading_suspended_ && !closed_) {
+  while (!held_.empty() && !reading_suspended_ && !closed_ && !refusing_) {
     std::string payload = std::move(held_.front());
     held_.pop_front();
     dispatch(payload);
@@ -186,10 +387,23 @@ void Member::handle_join(std::string_view room_id) {
 
 void Member::joined(LocalRoom& room, uint64_t offset, uint64_t epoch) {
   joining_.erase(std::find(joining_.begin(), joining_.end(), room.id));
-  rooms_.push_back(Joined{room.id});
-  scratch_.clear();
-  ws::encode_room_joined(&scratch_, room.id, offset, epoch);
-  send_text(scratch_);
+  Joined j;
+  j.room_id = room.id;
+  j.epoch = epoch;
+  j.joined_offset = offset;
+  rooms_.push_back(std::move(j));
+  auto want = std::find_if(resumes_.begin(), resumes_.end(),
+                           [&](const ResumeRoom& r) { return r.room_id == room.id; });
+  if (want != resumes_.end()) {
+    ResumeRoom r = std::move(*want);
+    resumes_.erase(want);
+    begin_replay(rooms_.back(), r, offset, epoch);
+  } else {
+    scratch_.clear();
+    ws::encode_room_joined(&scratch_, room.id, offset, epoch);
+    send_text(scratch_);
+  }
+  save_session();
   if (paused_for_join_) {  // a held message may have waited for this room
     paused_for_join_ = false;
     update_reading();
@@ -202,23 +416,51 @@ void Member::handle_leave(std::string_view room_id) {
     if (pending == joining_.end())
       return send_error("not_member", "this connection is not in the room", room_id);
     joining_.erase(pending);  // the owner's answer will find us not joining and undo the count
+    resumes_.erase(std::remove_if(resumes_.begin(), resumes_.end(),
+                                  [&](const ResumeRoom& r) { return r.room_id == room_id; }),
+                   resumes_.end());
   } else {
     shard_.leave(*this, room_id);
   }
   scratch_.clear();
   ws::encode_room_left(&scratch_, room_id);
   send_text(scratch_);
+  save_session();
 }
 
 void Member::forget_room(std::string_view room_id) {
+  if (Joined* j = find(room_id); j && j->replaying) --replaying_;
   rooms_.erase(std::remove_if(rooms_.begin(), rooms_.end(),
                               [&](const Joined& j) { return j.room_id == room_id; }),
                rooms_.end());
   resume_if_acked();  // what was in flight to that room never comes back
 }
 
+// --rate-limit: a refused message is answered with the wait; a client that keeps sending into
+// the limit (more than 20 refusals beyond one a second) is closed with 1008.
+bool Member::over_rate_limit(std::string_view ref) {
+  if (!rate_.limited()) return false;
+  int64_t now = core::monotonic_ns(), retry_ns = 0;
+  if (rate_.take(now, &retry_ns)) return false;
+  g_rate_limited.inc();
+  if (!strikes_.take(now, nullptr)) {
+    log_info("member %s (%s): closing, it kept sending over --rate-limit", name_.c_str(),
+             session_->connection().peer().to_string().c_str());
+    session_->close(ws::kClosePolicyViolation, "rate limit exceeded");
+    refusing_ = true;  // what is left of its last read is dropped
+    return true;
+  }
+  g_errors.inc();
+  scratch_.clear();
+  ws::encode_error(&scratch_, "rate_limited", "over --rate-limit: this message was not sent", ref,
+                   "retry_after_ms", static_cast<uint64_t>(retry_ns / 1'000'000 + 1));
+  send_text(scratch_);
+  return true;
+}
+
 void Member::handle_message(const ws::InboundEnvelope& m) {
   std::string_view ref = m.message_id.empty() ? m.room_id : m.message_id;
+  if (over_rate_limit(ref)) return;
   if (!in_room(m.room_id))
     return send_error("not_member", "join the room before sending to it", ref);
   const RoomsConfig& config = service_.config();
@@ -238,11 +480,12 @@ void Member::handle_message(const ws::InboundEnvelope& m) {
   if (sent_at.empty()) {
     sent_at = std::string_view(now, core::format_rfc3339_ms(core::wall_ms(), now, sizeof now));
   }
-  publish_now(m.room_id, m.content, message_id, sent_at, m.traceparent, m.tracestate);
+  publish_now(m.room_id, m.content, message_id, !m.message_id.empty(), sent_at, m.traceparent,
+              m.tracestate);
 }
 
 void Member::publish_now(std::string_view room_id, std::string_view content,
-                         std::string_view message_id, std::string_view sent_at,
+                         std::string_view message_id, bool client_id, std::string_view sent_at,
                          std::string_view traceparent, std::string_view tracestate) {
   LocalRoom* room = shard_.local_room(room_id);
   if (room && room->paused) {  // lossless rooms: the message goes, then this publisher waits
@@ -253,7 +496,7 @@ void Member::publish_now(std::string_view room_id, std::string_view content,
   }
   if (service_.config().policy == SlowConsumerPolicy::kBackpressure)
     count_in_flight(room_id, content.size());
-  shard_.publish(*this, room_id, content, message_id, sent_at, traceparent, tracestate);
+  shard_.publish(*this, room_id, content, message_id, client_id, sent_at, traceparent, tracestate);
 }
 
 void Member::pause_reading_for_room() {
@@ -271,7 +514,7 @@ void Member::resume_reading_for_room() {
 
 void Member::update_reading() {
   if (closed_) return;
-  if (paused_for_room_ || paused_for_acks_ || paused_for_join_) {
+  if (paused_for_room_ || paused_for_acks_ || paused_for_join_ || paused_for_resume_) {
     if (!reading_suspended_) session_->suspend_reading();
     reading_suspended_ = true;
     return;
@@ -312,6 +555,33 @@ void Member::publish_returned(std::string_view room_id, uint64_t bytes) {
   resume_if_acked();
 }
 
+void Member::publish_refused(const ShardMessage& answer) {
+  publish_returned(answer.room_id, answer.members);
+  if (closed_) return;
+  switch (answer.status) {
+    case 409:
+      g_errors.inc();
+      scratch_.clear();
+      ws::encode_error(&scratch_, "duplicate",
+                       "this message_id was already published in the room within --dedupe-window; "
+                       "not delivered again",
+                       answer.message_id, "offset", answer.offset);
+      return send_text(scratch_);
+    case 429:
+      g_errors.inc();
+      scratch_.clear();
+      ws::encode_error(&scratch_, "rate_limited", "the room is over --room-rate-limit",
+                       answer.message_id, "retry_after_ms", static_cast<uint64_t>(answer.delta));
+      return send_text(scratch_);
+    case 507:
+      return send_error("store_unavailable",
+                        "the store did not commit the message (sync durability): not delivered",
+                        answer.message_id);
+    default:  // 404: we left the room while the message travelled
+      return;
+  }
+}
+
 void Member::note_own_frames(LocalRoom& room, std::span<const Frame> frames) {
   for (const Frame& f : frames)
     if (f.sender == id_) publish_returned(room.id, f.sender_bytes);
@@ -326,6 +596,7 @@ void Member::deliver(LocalRoom& room, const FrameBatch& batch) {
   if (closed_) return;
   if (service_.config().policy == SlowConsumerPolicy::kBackpressure)
     note_own_frames(room, batch.frames);
+  if (replaying_ > 0 && hold_while_replaying(room, batch)) return;
   if (batch.frames.size() == 1 || !takes_whole(room, batch)) {
     for (const Frame& frame : batch.frames) deliver_one(room, frame);
     return;
@@ -410,6 +681,7 @@ void Member::disconnect_slow(const char* why) {
 
 void Member::on_close(ws::WebSocketSession&, uint16_t, std::string_view) {
   if (closed_) return;
+  save_session();
   grace_timer_.cancel();
   if (blocked_ && service_.config().policy == SlowConsumerPolicy::kBackpressure)
     shard_.member_blocked(*this, false);  // never leave a room paused by a member that is gone

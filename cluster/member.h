@@ -5,18 +5,28 @@
 // The first frame it sends is `session {token, member_id, rooms}`. Bad input is answered with
 // `error {code, message, ref}` and the connection stays open (codes in docs/protocol.md).
 //
+// Sessions: the token is HMAC-signed (cluster/session_token.h) and the session's rooms and
+// offsets are kept in the store (on open, join, leave and close). `resume {token, rooms}` or
+// /ws?resume=TOKEN rejoins those rooms: the owner answers with the room's delivered offset L,
+// the member reads the missed messages (offset, L] from the store while it holds the room's
+// live frames (> L), then sends `resumed`, the replay, and the held frames: no gap, no
+// duplicate.
+//
 // Thread-safety: none; a member lives on its connection's reactor thread.
 #pragma once
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "cluster/room_shard.h"
 #include "cluster/room_types.h"
+#include "core/gcra.h"
 #include "core/timer_wheel.h"
+#include "store/backend.h"
 #include "ws/envelope.h"
 #include "ws/websocket_session.h"
 
@@ -26,7 +36,8 @@ class RoomService;
 
 class Member : public ws::WebSocketHandler {
  public:
-  Member(RoomService& service, ws::WebSocketSession& session);
+  // `resume_token`: from /ws?resume=TOKEN, resumed before anything else is sent.
+  Member(RoomService& service, ws::WebSocketSession& session, std::string resume_token = {});
   ~Member() override;
 
   uint64_t id() const { return id_; }
@@ -53,6 +64,9 @@ class Member : public ws::WebSocketHandler {
   void resume_reading_for_room();
   // Backpressure policy: one of our publishes to the room will not come back (no such room).
   void publish_returned(std::string_view room_id, uint64_t bytes);
+  // The owner did not deliver one of our publishes (ShardMessage kPublished, request_id 0):
+  // no room, duplicate, room rate limit, store failure.
+  void publish_refused(const ShardMessage& answer);
 
  private:
   struct Joined {
@@ -62,6 +76,19 @@ class Member : public ws::WebSocketHandler {
     uint64_t skipped_to = 0;
     uint32_t in_flight = 0;  // backpressure policy: our publishes not yet delivered back to us
     uint64_t in_flight_bytes = 0;
+    uint64_t epoch = 0;
+    uint64_t joined_offset = 0;  // room_joined's (or resumed's) offset
+    // Resume: the missed messages are being read from the store; live frames wait here.
+    bool replaying = false;
+    uint64_t replay_from = 0;  // the offset the client had
+    std::vector<Frame> held;
+    uint64_t held_bytes = 0;
+  };
+  // A room a resume is rejoining: the client's last offset and epoch in it.
+  struct ResumeRoom {
+    std::string room_id;
+    uint64_t offset = 0;
+    uint64_t epoch = 0;
   };
 
   // Backpressure policy: a publisher waits (reading suspended) while this many of its
@@ -71,6 +98,16 @@ class Member : public ws::WebSocketHandler {
   static constexpr uint32_t kMaxInFlight = 32;
   static constexpr uint64_t kMaxInFlightBytes = 32 * 1024;
 
+  void send_session(std::span<const std::string_view> rooms);
+  void save_session();
+  void start_resume(std::string token, std::vector<ResumeRoom> rooms, bool at_open);
+  void finish_resume(store::Status status, store::Session session, std::string token,
+                     std::vector<ResumeRoom> rooms, bool at_open);
+  void begin_replay(Joined& joined, const ResumeRoom& want, uint64_t offset, uint64_t epoch);
+  void end_replay(const std::string& room_id, store::Status status,
+                  std::vector<store::StoredMessage>& messages, uint64_t after, uint64_t offset);
+  bool hold_while_replaying(LocalRoom& room, const FrameBatch& batch);
+  bool over_rate_limit(std::string_view ref);
   void handle_join(std::string_view room_id);
   void handle_leave(std::string_view room_id);
   void handle_message(const ws::InboundEnvelope& envelope);
@@ -86,7 +123,7 @@ class Member : public ws::WebSocketHandler {
   void update_reading();
   void count_in_flight(std::string_view room_id, uint64_t bytes);
   void publish_now(std::string_view room_id, std::string_view content, std::string_view message_id,
-                   std::string_view sent_at, std::string_view traceparent,
+                   bool client_id, std::string_view sent_at, std::string_view traceparent,
                    std::string_view tracestate);
   void release_held();
   void dispatch(std::string_view payload);
@@ -99,7 +136,17 @@ class Member : public ws::WebSocketHandler {
   uint64_t id_;
   std::string name_;
   std::string token_;
+  int64_t expires_ms_ = 0;
+  std::string resume_at_open_;
+  // Store completions reach us through this; it is cleared when the member goes away.
+  std::shared_ptr<Member*> self_;
   std::vector<Joined> rooms_;
+  std::vector<ResumeRoom> resumes_;  // joins in flight that a resume asked for
+  int replaying_ = 0;                // rooms in rooms_ with replaying set
+  bool paused_for_resume_ = false;   // reading waits for the session lookup
+  bool refusing_ = false;            // closed for abuse: nothing more is read
+  core::Gcra rate_;                  // --rate-limit
+  core::Gcra strikes_;               // rejected messages: past its burst, close 1008
   std::vector<std::string> joining_;
   bool closed_ = false;
   bool blocked_ = false;          // above the high watermark

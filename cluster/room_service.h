@@ -15,7 +15,9 @@
 
 #include "cluster/room_shard.h"
 #include "cluster/room_types.h"
+#include "cluster/session_token.h"
 #include "core/reactor.h"
+#include "store/store.h"
 
 namespace weir::cluster {
 
@@ -23,6 +25,13 @@ class RoomService {
  public:
   RoomService(RoomsConfig config, int threads);
   ~RoomService();
+
+  // Before the reactors start: where history, sessions and idempotency keys go, and the key
+  // that signs session tokens. Without a store, resume and replay answer store_unavailable.
+  void set_store(store::Store* store) { store_ = store; }
+  void set_session_key(std::string key) { tokens_ = SessionTokens(std::move(key)); }
+  store::Store* store() const { return store_; }
+  const SessionTokens& tokens() const { return tokens_; }
 
   void attach(core::Reactor& reactor);
   RoomShard& shard(int index) { return *shards_[index]; }
@@ -38,6 +47,8 @@ class RoomService {
   std::vector<std::unique_ptr<RoomShard>> shards_;
   std::latch ready_;
   std::atomic<uint64_t> epoch_counter_{0};
+  store::Store* store_ = nullptr;
+  SessionTokens tokens_{std::string()};
 };
 
 }  // namespace weir::cluster

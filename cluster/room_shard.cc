@@ -26,6 +26,7 @@ core::Gauge g_rooms("weir_rooms", "Rooms with at least one member (owned, summed
 core::Gauge g_memberships("weir_room_memberships", "Members summed over rooms");
 
 constexpr size_t kFrameHeaderRoom = 10;  // the largest unmasked header for a text frame
+constexpr size_t kMaxSeenIds = 100000;   // message ids a room remembers at most
 
 }  // namespace
 
@@ -78,6 +79,21 @@ void RoomShard::receive(std::vector<ShardMessage>& batch) {
 
 void RoomShard::handle(ShardMessage& m) {
   using K = ShardMessage::Kind;
+  switch (m.kind) {  // a room still reading its state from the store takes its traffic later
+    case K::kJoin:
+    case K::kLeave:
+    case K::kPublish:
+    case K::kBlock:
+    case K::kFannedOut:
+    case K::kInspect:
+      if (auto it = owned_.find(m.room_id); it != owned_.end() && it->second.loading) {
+        it->second.waiting.push_back(std::move(m));
+        return;
+      }
+      break;
+    default:
+      break;
+  }
   switch (m.kind) {
     case K::kJoin:
       return owner_join(m);
@@ -107,16 +123,59 @@ void RoomShard::handle(ShardMessage& m) {
 
 // ---------------------------------------------------------------- owner side
 
+RoomShard::Room& RoomShard::create_room(const std::string& id) {
+  const RoomsConfig& config = service_.config();
+  Room room;
+  room.id = id;
+  room.incarnation = next_incarnation_++;
+  room.interest.assign(service_.threads(), 0);
+  room.transit.assign(service_.threads(), 0);
+  room.rate = core::Gcra(config.room_rate_limit, config.room_rate_burst);
+  // With history in a store the room continues its stored epoch and offsets (after a restart,
+  // or after its last member left); the first join waits for them.
+  store::Store* store = service_.store();
+  room.loading = store && config.durability != Durability::kNone;
+  if (!room.loading) room.epoch = service_.new_epoch();
+  Room& created = owned_.emplace(id, std::move(room)).first->second;
+  g_rooms.inc();
+  if (created.loading) {
+    store->room_state(id, [this, id, incarnation = created.incarnation](store::Status status,
+                                                                        store::RoomState state) {
+      room_loaded(id, incarnation, status, state);
+    });
+  }
+  return created;
+}
+
+void RoomShard::room_loaded(const std::string& id, uint64_t incarnation, store::Status status,
+                            const store::RoomState& state) {
+  auto it = owned_.find(id);
+  if (it == owned_.end() || it->second.incarnation != incarnation) return;
+  Room& room = it->second;
+  if (status == store::Status::kOk && state.epoch != 0) {
+    room.epoch = state.epoch;
+    room.last_offset = room.delivered = state.last_offset;
+  } else {
+    room.epoch = service_.new_epoch();
+    if (status != store::Status::kNotFound)  // members will see recovered: false on resume
+      log_warn("room %s: store unavailable (%s), starting a new epoch", id.c_str(),
+               store::to_string(status));
+  }
+  room.loading = false;
+  std::vector<ShardMessage> waiting;
+  waiting.swap(room.waiting);
+  for (ShardMessage& m : waiting) handle(m);  // `room` may be gone after any of these
+}
+
 void RoomShard::owner_join(ShardMessage& m) {
   auto it = owned_.find(m.room_id);
   if (it == owned_.end()) {
-    Room room;
-    room.id = m.room_id;
-    room.epoch = service_.new_epoch();
-    room.interest.assign(service_.threads(), 0);
-    room.transit.assign(service_.threads(), 0);
-    it = owned_.emplace(room.id, std::move(room)).first;
-    g_rooms.inc();
+    Room& created = create_room(m.room_id);
+    if (created.loading) {
+      created.waiting.push_back(std::move(m));
+      return;
+    }
+    it = owned_.find(m.room_id);
   }
   Room& room = it->second;
   room.interest[m.from_thread]++;
@@ -126,7 +185,7 @@ void RoomShard::owner_join(ShardMessage& m) {
   reply.room_id = room.id;
   reply.room_key = room.epoch;
   reply.epoch = room.epoch;
-  reply.offset = room.last_offset;
+  reply.offset = room.delivered;  // sync: what is still being committed reaches it after this
   reply.member_id = m.member_id;
   // A member joining a paused room must learn it; kJoined then kPaused keep that order.
   bool paused = room.blocked > 0;
@@ -155,42 +214,118 @@ void RoomShard::owner_leave(ShardMessage& m) {
   }
 }
 
-// Assigns the next offset, encodes once, and hands the one frame to every thread with members.
+RoomShard::PublishOrigin RoomShard::origin_of(const ShardMessage& m) {
+  PublishOrigin o;
+  o.thread = m.from_thread;
+  o.request_id = m.request_id;
+  o.member_id = m.member_id;
+  o.bytes = m.content.size();
+  if (!m.request_id) {  // a member names the message in its error
+    o.room_id = m.room_id;
+    o.message_id = m.message_id;
+  }
+  return o;
+}
+
+void RoomShard::answer_publish(const PublishOrigin& to, int status, uint64_t offset, uint64_t epoch,
+                               int64_t retry_ms) {
+  if (!to.request_id && status == 200) return;  // a member hears of success by its own copy
+  ShardMessage answer{ShardMessage::Kind::kPublished};
+  answer.request_id = to.request_id;
+  answer.member_id = to.member_id;
+  answer.room_id = to.room_id;
+  answer.message_id = to.message_id;
+  answer.members = to.bytes;
+  answer.status = status;
+  answer.offset = offset;
+  answer.epoch = epoch;
+  answer.delta = retry_ms;
+  send(to.thread, std::move(answer));
+}
+
+// Assigns the next offset, encodes once, and hands the one frame to every thread with members
+// (with sync durability, once the store committed it).
 void RoomShard::owner_publish(ShardMessage& m) {
   auto it = owned_.find(m.room_id);
   if (it == owned_.end()) {
     // The HTTP API published to a room nobody is in, or a member's publish crossed the room's
     // end: either way the sender hears of it (a member counts it as no longer in flight).
-    ShardMessage answer{ShardMessage::Kind::kPublished};
-    answer.request_id = m.request_id;
-    answer.member_id = m.member_id;
-    answer.room_id = m.room_id;
-    answer.offset = m.content.size();
-    answer.status = 404;
-    send(m.from_thread, std::move(answer));
-    return;
+    return answer_publish(origin_of(m), 404, 0, 0);
   }
   Room& room = it->second;
-  if (m.request_id && room.blocked > 0) {  // backpressure: API publishers wait too
-    ShardMessage answer{ShardMessage::Kind::kPublished};
-    answer.request_id = m.request_id;
-    answer.status = 503;
-    send(m.from_thread, std::move(answer));
-    return;
-  }
+  if (m.request_id && room.blocked > 0)  // backpressure: API publishers wait too
+    return answer_publish(origin_of(m), 503, 0, 0);
+  int64_t retry_ns = 0;
+  if (room.rate.limited() && !room.rate.take(core::monotonic_ns(), &retry_ns))
+    return answer_publish(origin_of(m), 429, 0, room.epoch, retry_ns / 1'000'000 + 1);
+  uint64_t original = 0;
+  if (is_duplicate(room, m, &original))
+    return answer_publish(origin_of(m), 409, original, room.epoch);
   uint64_t offset = ++room.last_offset;
   g_published.inc();
   Frame frame = encode(room, m, offset);
+  const Durability durability = service_.config().durability;
+  if (durability == Durability::kSync && service_.store()) {
+    persist(room, frame,
+            [this, frame, id = room.id, incarnation = room.incarnation, epoch = room.epoch,
+             origin = origin_of(m), dedupe = m.client_message_id](store::Status status) {
+              auto found = owned_.find(id);
+              Room* r = found != owned_.end() && found->second.incarnation == incarnation
+                            ? &found->second
+                            : nullptr;
+              if (status != store::Status::kOk) {  // never delivered: the offset stays unused
+                if (r && dedupe) r->seen.erase(origin.message_id);
+                return answer_publish(origin, 507, 0, epoch);
+              }
+              if (r) deliver_published(*r, frame);
+              answer_publish(origin, 200, frame.room_offset, epoch);
+            });
+    return;
+  }
+  deliver_published(room, frame);
+  if (durability == Durability::kAsync && service_.store()) persist(room, frame, nullptr);
+  answer_publish(origin_of(m), 200, offset, room.epoch);
+}
+
+void RoomShard::deliver_published(Room& room, const Frame& frame) {
+  room.delivered = frame.room_offset;
   broadcast(room, ShardMessage::Kind::kDeliver, &frame);
   if (service_.config().policy == SlowConsumerPolicy::kBackpressure) count_transit(room, frame);
-  if (m.request_id) {
-    ShardMessage answer{ShardMessage::Kind::kPublished};
-    answer.request_id = m.request_id;
-    answer.status = 200;
-    answer.offset = offset;
-    answer.epoch = room.epoch;
-    send(m.from_thread, std::move(answer));
+}
+
+// The envelope exactly as members receive it, without the frame header.
+void RoomShard::persist(const Room& room, const Frame& frame,
+                        std::function<void(store::Status)> done) {
+  store::StoredMessage stored;
+  stored.room_id = room.id;
+  stored.epoch = room.epoch;
+  stored.offset = frame.room_offset;
+  const char* json = frame.buffer.data() + kFrameHeaderRoom;
+  stored.payload.assign(json, frame.length - (kFrameHeaderRoom - frame.offset));
+  stored.stored_ms = core::wall_ms();
+  if (!done) done = [](store::Status) {};  // failures show in the store's health and metrics
+  service_.store()->append(std::move(stored), std::move(done));
+}
+
+// --dedupe-window over client-given message ids: the room's owner is the one place that sees
+// every publish to it, so a map here is exact for this node.
+bool RoomShard::is_duplicate(Room& room, const ShardMessage& m, uint64_t* offset) {
+  const int64_t window = service_.config().dedupe_window_ms;
+  if (!m.client_message_id || window <= 0) return false;
+  const int64_t now = core::monotonic_ms();
+  while (!room.seen_order.empty() &&
+         (room.seen_order.front().first <= now || room.seen_order.size() > kMaxSeenIds)) {
+    auto expired = room.seen.find(room.seen_order.front().second);
+    if (expired != room.seen.end()) room.seen.erase(expired);
+    room.seen_order.pop_front();
   }
+  auto [it, fresh] = room.seen.try_emplace(m.message_id, room.last_offset + 1);
+  if (!fresh) {
+    *offset = it->second;
+    return true;
+  }
+  room.seen_order.emplace_back(now + window, m.message_id);
+  return false;
 }
 
 Frame RoomShard::encode(const Room& room, const ShardMessage& m, uint64_t offset) {
@@ -284,7 +419,7 @@ void RoomShard::owner_inspect(ShardMessage& m) {
   } else {
     answer.status = 200;
     answer.members = it->second.members;
-    answer.offset = it->second.last_offset;
+    answer.offset = it->second.delivered;
     answer.epoch = it->second.epoch;
   }
   send(m.from_thread, std::move(answer));
@@ -396,12 +531,13 @@ void RoomShard::leave_local(Member& member, LocalRoom& local) {
 }
 
 void RoomShard::publish(Member& member, std::string_view room_id, std::string_view content,
-                        std::string_view message_id, std::string_view sent_at,
+                        std::string_view message_id, bool client_id, std::string_view sent_at,
                         std::string_view traceparent, std::string_view tracestate) {
   ShardMessage m{ShardMessage::Kind::kPublish};
   m.room_id = room_id;
   m.content = content;
   m.message_id = message_id;
+  m.client_message_id = client_id;
   m.sent_at = sent_at;
   m.sender = member.name();
   m.traceparent = traceparent;
@@ -472,6 +608,8 @@ void RoomShard::flush_room(LocalRoom& room) {
     if (i < r->members.size() && r->members[i] == member) ++i;
   }
   g_deliveries.inc(handed * frames.size());
+  if (auto still = local_by_key_.find(key); still != local_by_key_.end())
+    still->second->last_offset = frames.back().room_offset;
   if (report) {  // after the deliveries: a member they pushed over its watermark is counted first
     ShardMessage done{ShardMessage::Kind::kFannedOut};
     done.room_id = room_id;
@@ -507,10 +645,12 @@ void RoomShard::on_paused(ShardMessage& m, bool paused) {
 // ---------------------------------------------------------------- HTTP API
 
 void RoomShard::api_publish(std::string room_id, std::string content, std::string message_id,
-                            std::string traceparent, std::string tracestate, PublishDone done) {
+                            bool client_id, std::string traceparent, std::string tracestate,
+                            PublishDone done) {
   uint64_t request = next_request_++;
   pending_publish_[request] = std::move(done);
   ShardMessage m{ShardMessage::Kind::kPublish};
+  m.client_message_id = client_id;
   m.room_id = std::move(room_id);
   m.content = std::move(content);
   m.message_id = std::move(message_id);
@@ -537,9 +677,9 @@ void RoomShard::api_inspect(std::string room_id, InspectDone done) {
 }
 
 void RoomShard::on_api_answer(ShardMessage& m) {
-  if (m.kind == ShardMessage::Kind::kPublished && m.request_id == 0) {  // a member's lost publish
+  if (m.kind == ShardMessage::Kind::kPublished && m.request_id == 0) {  // not delivered
     auto member = members_.find(m.member_id);
-    if (member != members_.end()) member->second->publish_returned(m.room_id, m.offset);
+    if (member != members_.end()) member->second->publish_refused(m);
     return;
   }
   if (m.kind == ShardMessage::Kind::kPublished) {
@@ -547,7 +687,7 @@ void RoomShard::on_api_answer(ShardMessage& m) {
     if (it == pending_publish_.end()) return;
     PublishDone done = std::move(it->second);
     pending_publish_.erase(it);
-    done(m.status, m.offset, m.epoch);
+    done(m.status, m.status == 429 ? static_cast<uint64_t>(m.delta) : m.offset, m.epoch);
     return;
   }
   auto it = pending_inspect_.find(m.request_id);

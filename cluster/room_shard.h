@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <span>
@@ -29,7 +30,9 @@
 #include <vector>
 
 #include "cluster/room_types.h"
+#include "core/gcra.h"
 #include "core/reactor.h"
+#include "store/backend.h"
 
 namespace weir::cluster {
 
@@ -42,6 +45,7 @@ struct LocalRoom {
   uint64_t key = 0;  // the room's epoch: names the incarnation across threads
   std::vector<Member*> members;
   std::vector<Frame> pending;               // arrived this iteration, fanned out at its end
+  uint64_t last_offset = 0;                 // of the last frame fanned out here
   bool paused = false;                      // backpressure policy: a member somewhere is slow
   std::vector<uint64_t> paused_publishers;  // members whose reading we suspended
 };
@@ -66,6 +70,8 @@ class RoomShard : public core::IterationHook {
  public:
   static constexpr uint64_t kTransitCap = 64 * 1024;
 
+  // status: 200, 404 (no room), 409 (duplicate: offset is the original), 429 (room rate limit:
+  // offset is the retry delay in ms), 503 (room paused), 507 (sync durability: the store failed).
   using PublishDone = std::function<void(int status, uint64_t offset, uint64_t epoch)>;
   using InspectDone =
       std::function<void(int status, uint64_t members, uint64_t offset, uint64_t epoch)>;
@@ -81,15 +87,16 @@ class RoomShard : public core::IterationHook {
   void leave(Member& member, std::string_view room_id);
   // Publishes to a room the member has joined; fields are copied only when the owner is
   // another thread.
+  // `client_id`: the message_id came from the client, so the room deduplicates it.
   void publish(Member& member, std::string_view room_id, std::string_view content,
-               std::string_view message_id, std::string_view sent_at, std::string_view traceparent,
-               std::string_view tracestate);
+               std::string_view message_id, bool client_id, std::string_view sent_at,
+               std::string_view traceparent, std::string_view tracestate);
   // Backpressure policy: a member crossed its high (true) or low (false) watermark.
   void member_blocked(Member& member, bool blocked);
   LocalRoom* local_room(std::string_view room_id);
 
   // ---- the HTTP API (answers come back on this thread) ----
-  void api_publish(std::string room_id, std::string content, std::string message_id,
+  void api_publish(std::string room_id, std::string content, std::string message_id, bool client_id,
                    std::string traceparent, std::string tracestate, PublishDone done);
   void api_inspect(std::string room_id, InspectDone done);
 
@@ -103,8 +110,18 @@ class RoomShard : public core::IterationHook {
  private:
   struct Room {
     std::string id;
+    uint64_t incarnation = 0;  // this shard's name for this Room object (stale completions)
     uint64_t epoch = 0;
-    uint64_t last_offset = 0;
+    uint64_t last_offset = 0;  // assigned
+    uint64_t delivered = 0;    // handed to the members' threads (sync: committed first)
+    // With a store, a new Room first reads the stored epoch and last offset; what arrives for
+    // it meanwhile waits here, in order.
+    bool loading = false;
+    std::vector<ShardMessage> waiting;
+    core::Gcra rate;  // --room-rate-limit
+    // --dedupe-window: client message ids seen, with their offset, oldest first for expiry.
+    std::unordered_map<std::string, uint64_t> seen;
+    std::deque<std::pair<int64_t, std::string>> seen_order;
     uint64_t members = 0;
     int64_t blocked = 0;             // members above their high watermark (backpressure policy)
     std::vector<uint32_t> interest;  // members per thread
@@ -120,6 +137,22 @@ class RoomShard : public core::IterationHook {
   void owner_join(ShardMessage& m);
   void owner_leave(ShardMessage& m);
   void owner_publish(ShardMessage& m);
+  Room& create_room(const std::string& id);
+  void room_loaded(const std::string& id, uint64_t incarnation, store::Status status,
+                   const store::RoomState& state);
+  bool is_duplicate(Room& room, const ShardMessage& m, uint64_t* offset);
+  void deliver_published(Room& room, const Frame& frame);
+  void persist(const Room& room, const Frame& frame, std::function<void(store::Status)> done);
+  // Who waits for a publish's outcome: the HTTP API (request_id) or a member.
+  struct PublishOrigin {
+    int thread = -1;
+    uint64_t request_id = 0, member_id = 0;
+    uint64_t bytes = 0;  // content size, which a member counted as in flight
+    std::string room_id, message_id;
+  };
+  static PublishOrigin origin_of(const ShardMessage& m);
+  void answer_publish(const PublishOrigin& to, int status, uint64_t offset, uint64_t epoch,
+                      int64_t retry_ms = 0);
   void owner_block(ShardMessage& m);
   void owner_fanned_out(ShardMessage& m);
   void apply_block(Room& room, int64_t delta);
@@ -149,6 +182,7 @@ class RoomShard : public core::IterationHook {
   std::unordered_map<uint64_t, PublishDone> pending_publish_;
   std::unordered_map<uint64_t, InspectDone> pending_inspect_;
   uint64_t next_request_ = 1;
+  uint64_t next_incarnation_ = 1;
 };
 
 }  // namespace weir::cluster

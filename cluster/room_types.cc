@@ -38,4 +38,11 @@ const char* check_room_id(std::string_view room_id, size_t max_bytes) {
   return nullptr;
 }
 
+bool parse_durability(std::string_view text, Durability* out) {
+  if (text == "none") return *out = Durability::kNone, true;
+  if (text == "async") return *out = Durability::kAsync, true;
+  if (text == "sync") return *out = Durability::kSync, true;
+  return false;
+}
+
 }  // namespace weir::cluster

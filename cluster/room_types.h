@@ -17,6 +17,14 @@ enum class SlowConsumerPolicy : uint8_t {
 bool parse_slow_consumer_policy(std::string_view text, SlowConsumerPolicy* out);
 const char* slow_consumer_policy_name(SlowConsumerPolicy policy);
 
+// What a room message's delivery waits for (see docs/protocol.md for each one's loss window).
+enum class Durability : uint8_t {
+  kNone,   // nothing stored: no replay, no resume of history
+  kAsync,  // delivered at once, appended to the store behind
+  kSync,   // delivered (and acknowledged) only once the store committed it
+};
+bool parse_durability(std::string_view text, Durability* out);
+
 struct RoomsConfig {
   size_t max_rooms_per_connection = 100;
   size_t max_room_id_bytes = 128;
@@ -26,6 +34,13 @@ struct RoomsConfig {
   size_t high_watermark = 1 << 20;
   size_t low_watermark = 256 << 10;
   size_t max_buffer = 4 << 20;
+  // Store-backed behaviour
+  Durability durability = Durability::kAsync;
+  size_t replay_limit = 1000;
+  int64_t session_ttl_ms = 24 * 3600 * 1000;
+  int64_t dedupe_window_ms = 5 * 60 * 1000;  // 0: off
+  double rate_limit = 0, rate_burst = 0;     // per connection (0: off)
+  double room_rate_limit = 0, room_rate_burst = 0;
 };
 
 // One encoded WebSocket frame, shared by reference among every recipient on every thread.
@@ -55,8 +70,12 @@ struct ShardMessage {
     kDeliver,    // room_key, frame
     kPaused,     // room_key
     kResumed,    // room_key
-    kPublished,  // request_id, offset, epoch, status (HTTP API answer); with request_id 0,
-                 // a member's publish that found no room: member_id, room_id, offset = bytes
+    kPublished,  // request_id, offset, epoch, status (HTTP API answer: 200, 409 duplicate with
+    // the original offset, 404, 429 with delta = retry ms, 503 paused, 507 store failed); with
+    // request_id 0,
+    // a member's publish that was not delivered: member_id, room_id, message_id,
+    // status (404 no room, 409 duplicate: offset, 429 rate: delta = retry ms, 507
+    // store failed), members = content bytes
     kInspected,  // request_id, offset, epoch, members, status
   };
   explicit ShardMessage(Kind k) : kind(k) {}
@@ -70,6 +89,7 @@ struct ShardMessage {
   uint64_t request_id = 0;
   uint64_t members = 0;
   int status = 0;
+  bool client_message_id = false;  // kPublish: the id came from the client (deduplicated)
   std::string room_id;
   std::string content, message_id, sent_at, sender, traceparent, tracestate;
   Frame frame;

@@ -29,8 +29,16 @@ std::string json_error(std::string_view code, std::string_view message) {
 }  // namespace
 
 std::unique_ptr<ws::WebSocketHandler> RoomsEndpoint::create(ws::WebSocketSession& session,
-                                                            const ws::HttpRequest&) {
-  return std::make_unique<Member>(service_, session);
+                                                            const ws::HttpRequest& request) {
+  // ?resume=TOKEN: the connection picks up a session (tokens never need percent-decoding).
+  std::string_view query = request.query(), token;
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    if (pair.substr(0, 7) == "resume=") token = pair.substr(7);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+  }
+  return std::make_unique<Member>(service_, session, std::string(token));
 }
 
 bool RoomsApi::authorized(const ws::HttpRequest& request) const {
@@ -92,24 +100,39 @@ void RoomsApi::publish(std::string room_id, const ws::HttpRequest& request, ws::
     return;
   }
   std::string message_id(body.message_id);
-  if (message_id.empty()) message_id = "api-" + std::to_string(g_api_message_ids.fetch_add(1));
+  bool client_id = !message_id.empty();
+  if (!client_id) message_id = "api-" + std::to_string(g_api_message_ids.fetch_add(1));
   ws::DeferredReply deferred = reply.defer();
   service_.local().api_publish(
-      std::move(room_id), std::string(body.content), std::move(message_id),
+      std::move(room_id), std::string(body.content), std::move(message_id), client_id,
       std::string(body.traceparent), std::string(body.tracestate),
       [deferred](int status, uint64_t offset, uint64_t epoch) mutable {
-        if (status == 404)
-          return deferred.respond(
-              404, "application/json",
-              json_error("no_such_room", "the room has no members (rooms exist while joined)"));
-        if (status == 503)
-          return deferred.respond(
-              503, "application/json",
-              json_error("room_paused", "a slow member holds the room (backpressure policy)"),
-              "Retry-After: 1\r\n");
+        switch (status) {
+          case 404:
+            return deferred.respond(
+                404, "application/json",
+                json_error("no_such_room", "the room has no members (rooms exist while joined)"));
+          case 429:
+            return deferred.respond(
+                429, "application/json",
+                json_error("rate_limited", "the room is over --room-rate-limit"),
+                "Retry-After: " + std::to_string((offset + 999) / 1000) + "\r\n");
+          case 503:
+            return deferred.respond(
+                503, "application/json",
+                json_error("room_paused", "a slow member holds the room (backpressure policy)"),
+                "Retry-After: 1\r\n");
+          case 507:
+            return deferred.respond(
+                503, "application/json",
+                json_error("store_unavailable",
+                           "the store did not commit the message (sync durability): not delivered"),
+                "Retry-After: 1\r\n");
+        }
         deferred.respond(200, "application/json",
                          "{\"offset\":" + std::to_string(offset) +
-                             ",\"epoch\":" + std::to_string(epoch) + "}\n");
+                             ",\"epoch\":" + std::to_string(epoch) +
+                             (status == 409 ? ",\"duplicate\":true}\n" : "}\n"));
       });
 }
 

@@ -1,7 +1,9 @@
 // server/flags.cc — the flag table and its parser.
 #include "server/flags.h"
 
+#include <algorithm>
 #include <charconv>
+#include <cstdio>
 #include <functional>
 #include <string_view>
 #include <thread>
@@ -29,6 +31,23 @@ bool set_u64(std::string_view v, uint64_t* out) {
   auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), *out);
   return ec == std::errc() && end == v.data() + v.size();
 }
+// RATE[:BURST] in messages per second; BURST defaults to RATE (at least 1). "off" or 0: no limit.
+bool set_rate(std::string_view v, double* rate, double* burst) {
+  if (v == "off" || v == "0") return *rate = 0, *burst = 0, true;
+  std::string_view r = v, b;
+  if (size_t colon = v.find(':'); colon != std::string_view::npos) {
+    r = v.substr(0, colon);
+    b = v.substr(colon + 1);
+  }
+  auto number = [](std::string_view text, double* out) {
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
+    return ec == std::errc() && end == text.data() + text.size() && *out > 0;
+  };
+  if (!number(r, rate)) return false;
+  if (b.empty()) return *burst = std::max(1.0, *rate), true;
+  return number(b, burst) && *burst >= 1;
+}
+
 bool set_bool(std::string_view v, bool* out) {
   if (v == "on" || v == "true" || v == "1" || v == "yes") return *out = true, true;
   if (v == "off" || v == "false" || v == "0" || v == "no") return *out = false, true;
@@ -65,17 +84,24 @@ const std::vector<FlagSpec>& specs() {
       {"write-mode", "ack|nack|nack-suspend", "ack",
        "TCP echo write model: ACK-based with watermarks, NACK, or NACK with write suspending",
        [](Flags& f, std::string_view v) {
-         if (v == "ack") f.write_mode = net::WriteMode::kAck;
-         else if (v == "nack") f.write_mode = net::WriteMode::kNack;
-         else if (v == "nack-suspend") f.write_mode = net::WriteMode::kNackSuspend;
-         else return false;
+         if (v == "ack")
+           f.write_mode = net::WriteMode::kAck;
+         else if (v == "nack")
+           f.write_mode = net::WriteMode::kNack;
+         else if (v == "nack-suspend")
+           f.write_mode = net::WriteMode::kNackSuspend;
+         else
+           return false;
          return true;
        }},
       {"read-mode", "push|pull", "push", "TCP echo read model: push (suspend/resume) or pull",
        [](Flags& f, std::string_view v) {
-         if (v == "push") f.read_mode = net::ReadMode::kPush;
-         else if (v == "pull") f.read_mode = net::ReadMode::kPull;
-         else return false;
+         if (v == "push")
+           f.read_mode = net::ReadMode::kPush;
+         else if (v == "pull")
+           f.read_mode = net::ReadMode::kPull;
+         else
+           return false;
          return true;
        }},
       {"max-header-bytes", "BYTES", core::format_bytes(d.max_header_bytes),
@@ -86,25 +112,34 @@ const std::vector<FlagSpec>& specs() {
        [](Flags& f, std::string_view v) { return core::parse_bytes(v, &f.max_body_bytes); }},
       {"request-timeout", "DURATION", core::format_duration_ms(d.request_timeout_ms),
        "a started request must arrive whole within this, else 408 and close (slowloris)",
-       [](Flags& f, std::string_view v) { return core::parse_duration_ms(v, &f.request_timeout_ms); }},
+       [](Flags& f, std::string_view v) {
+         return core::parse_duration_ms(v, &f.request_timeout_ms);
+       }},
       {"keepalive-timeout", "DURATION", core::format_duration_ms(d.keepalive_timeout_ms),
        "an idle keep-alive HTTP connection is closed after this",
-       [](Flags& f, std::string_view v) { return core::parse_duration_ms(v, &f.keepalive_timeout_ms); }},
+       [](Flags& f, std::string_view v) {
+         return core::parse_duration_ms(v, &f.keepalive_timeout_ms);
+       }},
       {"allowed-origins", "LIST", "any",
-       "comma-separated Origin values allowed to open WebSockets (e.g. https://a.example); others get 403",
+       "comma-separated Origin values allowed to open WebSockets (e.g. https://a.example); others "
+       "get 403",
        [](Flags& f, std::string_view v) { return f.allowed_origins = v, true; }},
       {"max-message-size", "BYTES", core::format_bytes(d.max_message_size),
        "WebSocket message size at most (after inflating); larger closes with 1009",
        [](Flags& f, std::string_view v) { return core::parse_bytes(v, &f.max_message_size); }},
       {"ping-interval", "DURATION", core::format_duration_ms(d.ping_interval_ms),
        "ping a WebSocket that has been silent this long (0 = never)",
-       [](Flags& f, std::string_view v) { return core::parse_duration_ms(v, &f.ping_interval_ms); }},
+       [](Flags& f, std::string_view v) {
+         return core::parse_duration_ms(v, &f.ping_interval_ms);
+       }},
       {"idle-timeout", "DURATION", core::format_duration_ms(d.idle_timeout_ms),
        "close (1001) a WebSocket silent this long, pongs included (0 = never)",
        [](Flags& f, std::string_view v) { return core::parse_duration_ms(v, &f.idle_timeout_ms); }},
       {"close-timeout", "DURATION", core::format_duration_ms(d.close_timeout_ms),
        "after sending a close frame, wait this long for the peer's before dropping TCP",
-       [](Flags& f, std::string_view v) { return core::parse_duration_ms(v, &f.close_timeout_ms); }},
+       [](Flags& f, std::string_view v) {
+         return core::parse_duration_ms(v, &f.close_timeout_ms);
+       }},
       {"deflate", "off|shared|dedicated", d.deflate,
        "permessage-deflate: shared = no context takeover, zlib state only during a message; "
        "dedicated = per-connection windows",
@@ -115,7 +150,8 @@ const std::vector<FlagSpec>& specs() {
       {"max-rooms-per-connection", "N", std::to_string(d.max_rooms_per_connection),
        "rooms one /ws connection may be in at once (more: error too_many_rooms)",
        [](Flags& f, std::string_view v) { return set_u64(v, &f.max_rooms_per_connection); }},
-      {"max-room-id-bytes", "BYTES", std::to_string(d.max_room_id_bytes), "longest room id accepted",
+      {"max-room-id-bytes", "BYTES", std::to_string(d.max_room_id_bytes),
+       "longest room id accepted",
        [](Flags& f, std::string_view v) { return core::parse_bytes(v, &f.max_room_id_bytes); }},
       {"max-content-bytes", "BYTES", core::format_bytes(d.max_content_bytes),
        "longest message content accepted (more: error content_too_large)",
@@ -127,19 +163,74 @@ const std::vector<FlagSpec>& specs() {
          return f.slow_consumer = v, true;
        }},
       {"slow-grace", "DURATION", core::format_duration_ms(d.slow_grace_ms),
-       "a member above --high-watermark longer than this is disconnected as a slow consumer (0 = never)",
+       "a member above --high-watermark longer than this is disconnected as a slow consumer (0 = "
+       "never)",
        [](Flags& f, std::string_view v) { return core::parse_duration_ms(v, &f.slow_grace_ms); }},
       {"api-key", "KEY", "none",
        "key for the HTTP rooms API (Authorization: Bearer KEY); without one the API answers 403",
        [](Flags& f, std::string_view v) { return f.api_key = v, true; }},
+      {"store", "memory|sqlite:PATH|redis://HOST:PORT[/DB]", d.store,
+       "where room history, sessions and idempotency keys live (memory: gone with the process)",
+       [](Flags& f, std::string_view v) {
+         if (v != "memory" && v.substr(0, 7) != "sqlite:" && v.substr(0, 8) != "redis://")
+           return false;
+         return f.store = v, true;
+       }},
+      {"durability", "none|async|sync", d.durability,
+       "none: nothing stored; async: delivered at once, stored behind; sync: delivered only once "
+       "stored (see docs/protocol.md for the loss window of each)",
+       [](Flags& f, std::string_view v) {
+         if (v != "none" && v != "async" && v != "sync") return false;
+         return f.durability = v, true;
+       }},
+      {"replay-limit", "N", std::to_string(d.replay_limit),
+       "messages replayed per room on a session resume at most (the newest, when cut)",
+       [](Flags& f, std::string_view v) { return set_u64(v, &f.replay_limit); }},
+      {"session-ttl", "DURATION", core::format_duration_ms(d.session_ttl_ms),
+       "how long a session token can be resumed after it was issued",
+       [](Flags& f, std::string_view v) {
+         return core::parse_duration_ms(v, &f.session_ttl_ms) && f.session_ttl_ms > 0;
+       }},
+      {"session-secret-file", "FILE", "random per process",
+       "HMAC key signing session tokens; created (mode 0600) with a random key when missing",
+       [](Flags& f, std::string_view v) { return f.session_secret_file = v, true; }},
+      {"dedupe-window", "DURATION", core::format_duration_ms(d.dedupe_window_ms),
+       "a message_id seen in a room within this is not delivered again (0 = off)",
+       [](Flags& f, std::string_view v) {
+         return core::parse_duration_ms(v, &f.dedupe_window_ms);
+       }},
+      {"rate-limit", "RATE[:BURST]", "off",
+       "messages per second one connection may publish (GCRA); over it: error rate_limited",
+       [](Flags& f, std::string_view v) { return set_rate(v, &f.rate_limit, &f.rate_burst); }},
+      {"room-rate-limit", "RATE[:BURST]", "off",
+       "messages per second one room accepts from all its publishers (GCRA)",
+       [](Flags& f, std::string_view v) {
+         return set_rate(v, &f.room_rate_limit, &f.room_rate_burst);
+       }},
+      {"retention-messages", "N", std::to_string(d.retention_messages),
+       "history kept per room at most, in messages (0 = no count limit)",
+       [](Flags& f, std::string_view v) { return set_u64(v, &f.retention_messages); }},
+      {"retention-age", "DURATION", core::format_duration_ms(d.retention_age_ms),
+       "history older than this is purged (0 = no age limit)",
+       [](Flags& f, std::string_view v) {
+         return core::parse_duration_ms(v, &f.retention_age_ms);
+       }},
+      {"purge-interval", "DURATION", core::format_duration_ms(d.purge_interval_ms),
+       "how often retention runs and expired sessions and idempotency keys are dropped",
+       [](Flags& f, std::string_view v) {
+         return core::parse_duration_ms(v, &f.purge_interval_ms) && f.purge_interval_ms > 0;
+       }},
       {"tls-cert", "FILE", "off",
-       "PEM certificate chain: the listener then serves https:// and wss:// (TLS 1.2+); SIGHUP reloads it",
+       "PEM certificate chain: the listener then serves https:// and wss:// (TLS 1.2+); SIGHUP "
+       "reloads it",
        [](Flags& f, std::string_view v) { return f.tls_cert = v, true; }},
       {"tls-key", "FILE", "off", "PEM private key for --tls-cert",
        [](Flags& f, std::string_view v) { return f.tls_key = v, true; }},
       {"tls-handshake-timeout", "DURATION", core::format_duration_ms(d.tls_handshake_timeout_ms),
        "a TLS handshake not finished within this is dropped",
-       [](Flags& f, std::string_view v) { return core::parse_duration_ms(v, &f.tls_handshake_timeout_ms); }},
+       [](Flags& f, std::string_view v) {
+         return core::parse_duration_ms(v, &f.tls_handshake_timeout_ms);
+       }},
       {"log-level", "debug|info|warn|error", d.log_level, "least severe log level written",
        [](Flags& f, std::string_view v) {
          if (v != "debug" && v != "info" && v != "warn" && v != "error" && v != "off") return false;
@@ -188,8 +279,8 @@ bool parse_flags(int argc, char** argv, Flags* flags, std::string* error) {
       value = argv[++i];
     }
     if (!spec->set(*flags, value)) {
-      *error = "invalid value '" + std::string(value) + "' for --" + std::string(arg) + " (expected " +
-               (spec->value_name ? spec->value_name : "no value") + ")";
+      *error = "invalid value '" + std::string(value) + "' for --" + std::string(arg) +
+               " (expected " + (spec->value_name ? spec->value_name : "no value") + ")";
       return false;
     }
   }
@@ -205,7 +296,8 @@ bool parse_flags(int argc, char** argv, Flags* flags, std::string* error) {
     *error = "--tls-cert and --tls-key go together";
     return false;
   }
-  if (flags->threads == 0) flags->threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  if (flags->threads == 0)
+    flags->threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   return true;
 }
 
@@ -216,9 +308,12 @@ std::string flags_help() {
       "Sizes take B, KiB, MiB, GiB (k, M, G are the same powers of 1024); durations take ms, s,\n"
       "m, h (a bare number is seconds).\n\nflags:\n";
   for (const FlagSpec& s : specs()) {
-    std::string left = std::string("  --") + s.name + (s.value_name ? std::string(" ") + s.value_name : "");
-    if (left.size() < 40) left.resize(40, ' ');
-    else left += "\n" + std::string(40, ' ');
+    std::string left =
+        std::string("  --") + s.name + (s.value_name ? std::string(" ") + s.value_name : "");
+    if (left.size() < 40)
+      left.resize(40, ' ');
+    else
+      left += "\n" + std::string(40, ' ');
     out += left + s.help;
     if (!s.default_text.empty()) out += " (default: " + s.default_text + ")";
     out += "\n";

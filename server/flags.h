@@ -43,6 +43,18 @@ struct Flags {
   std::string slow_consumer = "disconnect";
   int64_t slow_grace_ms = 30000;
   std::string api_key;
+  // Store
+  std::string store = "memory";  // memory | sqlite:PATH | redis://HOST:PORT[/DB]
+  std::string durability = "async";
+  uint64_t replay_limit = 1000;
+  int64_t session_ttl_ms = 24 * 3600 * 1000;
+  std::string session_secret_file;  // empty: a random key per process
+  int64_t dedupe_window_ms = 5 * 60 * 1000;
+  double rate_limit = 0, rate_burst = 0;            // per connection, messages/s (0 = off)
+  double room_rate_limit = 0, room_rate_burst = 0;  // per room
+  uint64_t retention_messages = 10000;
+  int64_t retention_age_ms = 24 * 3600 * 1000;
+  int64_t purge_interval_ms = 60 * 1000;
   // TLS
   std::string tls_cert;  // PEM certificate chain; with tls_key, the listener speaks TLS only
   std::string tls_key;

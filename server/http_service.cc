@@ -2,6 +2,7 @@
 #include "server/http_service.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <sstream>
 
 #include "cluster/room_service.h"
@@ -12,6 +13,7 @@
 #include "server/echo_endpoint.h"
 #include "server/routes.h"
 #include "server/stream_endpoint.h"
+#include "store/store.h"
 #include "ws/http_connection.h"
 
 namespace weir::server {
@@ -51,7 +53,26 @@ cluster::RoomsConfig rooms_config(const Flags& flags) {
   c.high_watermark = flags.high_watermark;
   c.low_watermark = flags.low_watermark;
   c.max_buffer = flags.max_buffer;
+  cluster::parse_durability(flags.durability, &c.durability);
+  c.replay_limit = flags.replay_limit;
+  c.session_ttl_ms = flags.session_ttl_ms;
+  c.dedupe_window_ms = flags.dedupe_window_ms;
+  c.rate_limit = flags.rate_limit;
+  c.rate_burst = flags.rate_burst;
+  c.room_rate_limit = flags.room_rate_limit;
+  c.room_rate_burst = flags.room_rate_burst;
   return c;
+}
+
+// sqlite:PATH: the directory is made when missing (make run keeps its database in ./data/).
+bool prepare_store_path(const std::string& spec, std::string* error) {
+  if (spec.rfind("sqlite:", 0) != 0) return true;
+  std::filesystem::path path(spec.substr(7));
+  if (!path.has_parent_path()) return true;
+  std::error_code ec;
+  std::filesystem::create_directories(path.parent_path(), ec);
+  if (ec) *error = "cannot create " + path.parent_path().string() + ": " + ec.message();
+  return !ec;
 }
 
 }  // namespace
@@ -82,14 +103,36 @@ int run_http_service(const Flags& flags, const WaitForShutdown& wait) {
     tcp.connection.tls_handshake_timeout_ms = flags.tls_handshake_timeout_ms;
   }
 
+  std::string key;
+  if (!prepare_store_path(flags.store, &error) ||
+      !cluster::SessionTokens::load_key(flags.session_secret_file, &key, &error)) {
+    std::fprintf(stderr, "weir: %s\n", error.c_str());
+    return 2;
+  }
+  std::unique_ptr<store::Backend> backend = store::open_backend(flags.store, &error);
+  if (!backend) {
+    std::fprintf(stderr, "weir: --store %s: %s\n", flags.store.c_str(), error.c_str());
+    return 2;
+  }
+  // Declared before the rooms and the server, so it is destroyed after them: members save
+  // their sessions as they go, and stop() below runs what they queued.
+  store::Store store(std::move(backend));
+  store::Retention retention;
+  retention.max_messages_per_room = flags.retention_messages;
+  retention.max_age_ms = flags.retention_age_ms;
+  store.start_purge(retention, flags.purge_interval_ms);
+
   const ws::HttpServerOptions options = http_options(flags);
   cluster::RoomService rooms(rooms_config(flags), tcp.threads);
+  rooms.set_store(&store);
+  rooms.set_session_key(std::move(key));
   cluster::RoomsApi rooms_api(rooms, flags.api_key);
   Routes routes;
   routes.add_websocket("/echo", std::make_unique<EchoEndpoint>());
   routes.add_websocket("/stream", std::make_unique<StreamEndpoint>(StreamLimits{}));
   routes.add_websocket("/ws", std::make_unique<cluster::RoomsEndpoint>(rooms));
   routes.set_rooms_api(&rooms_api);
+  routes.set_store(&store, flags.durability);
 
   net::TcpServer server(tcp, [&](net::Connection& conn) {
     return std::make_unique<ws::HttpConnection>(conn, options, &routes);
@@ -100,8 +143,9 @@ int run_http_service(const Flags& flags, const WaitForShutdown& wait) {
     return 1;
   }
   routes.set_ready(true);
-  log_info("weir listening on %s port %u%s, %d threads", tcp.listen.host().c_str(), server.port(),
-           tls ? " (TLS)" : "", server.threads());
+  log_info("weir listening on %s port %u%s, %d threads, store %s, durability %s",
+           tcp.listen.host().c_str(), server.port(), tls ? " (TLS)" : "", server.threads(),
+           store.backend_name(), flags.durability.c_str());
   wait([&] {
     if (!tls) return;
     std::string reload_error;
@@ -112,6 +156,7 @@ int run_http_service(const Flags& flags, const WaitForShutdown& wait) {
   });
   routes.set_ready(false);
   server.stop();
+  store.stop();
   return 0;
 }
 

@@ -21,13 +21,25 @@ void Routes::handle(const ws::HttpRequest& request, ws::HttpReply& reply) {
   bool known = path == "/healthz" || path == "/readyz" || path == "/metrics" ||
                websockets_.find(path) != websockets_.end();
   if (!known) return reply.respond_error(404, "no such route");
-  bool get_or_head = request.method() == ws::HttpMethod::kGet || request.method() == ws::HttpMethod::kHead;
+  bool get_or_head =
+      request.method() == ws::HttpMethod::kGet || request.method() == ws::HttpMethod::kHead;
   if (!get_or_head)
     return reply.respond(405, "text/plain", "method not allowed\n", "Allow: GET, HEAD\r\n");
   if (path == "/healthz") return reply.respond(200, "text/plain", "ok\n");
   if (path == "/readyz") {
-    if (ready_.load(std::memory_order_acquire)) return reply.respond(200, "text/plain", "ready\n");
-    return reply.respond(503, "text/plain", "not ready\n");
+    // Ready means ready to take traffic: a failing store degrades durability, not delivery,
+    // so it shows in the details and /metrics (weir_store_up) but keeps the node in rotation.
+    bool ready = ready_.load(std::memory_order_acquire);
+    if (!store_)
+      return reply.respond(ready ? 200 : 503, "text/plain", ready ? "ready\n" : "not ready\n");
+    std::string body = ready ? "{\"status\":\"ready\"" : "{\"status\":\"not ready\"";
+    body += ",\"store\":\"";
+    body += store_->backend_name();
+    body += "\",\"durability_mode\":\"" + durability_ + "\",\"durability\":\"";
+    body += durability_ == "none" ? "off" : store_->healthy() ? "ok" : "degraded";
+    body += '"';
+    body += "}\n";
+    return reply.respond(ready ? 200 : 503, "application/json", body);
   }
   if (path == "/metrics")
     return reply.respond(200, "text/plain; version=0.0.4; charset=utf-8", core::render_metrics());

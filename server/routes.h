@@ -11,6 +11,7 @@
 #include <string>
 
 #include "cluster/rooms_endpoint.h"
+#include "store/store.h"
 #include "ws/http_connection.h"
 
 namespace weir::server {
@@ -23,6 +24,11 @@ class Routes : public ws::HttpRoutes {
   void set_ready(bool ready) { ready_.store(ready, std::memory_order_release); }
   // Requests under /api/rooms/ go to the rooms API; before the server starts.
   void set_rooms_api(cluster::RoomsApi* api) { rooms_api_ = api; }
+  // /readyz reports the store's health (durability degraded while it fails); before start.
+  void set_store(const store::Store* store, std::string durability) {
+    store_ = store;
+    durability_ = std::move(durability);
+  }
 
   void handle(const ws::HttpRequest& request, ws::HttpReply& reply) override;
   ws::WebSocketEndpoint* websocket_endpoint(std::string_view path) override;
@@ -31,6 +37,8 @@ class Routes : public ws::HttpRoutes {
   std::map<std::string, std::unique_ptr<ws::WebSocketEndpoint>, std::less<>> websockets_;
   std::atomic<bool> ready_{false};
   cluster::RoomsApi* rooms_api_ = nullptr;
+  const store::Store* store_ = nullptr;
+  std::string durability_;
 };
 
 }  // namespace weir::server

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "core/clock.h"
+#include "core/log.h"
 #include "core/metrics.h"
 
 namespace weir::store {
@@ -19,6 +20,12 @@ core::Counter g_ops("weir_store_ops_total", "Store requests run");
 core::Counter g_errors("weir_store_errors_total", "Store requests that did not succeed");
 core::Histogram g_batch_size("weir_store_batch_size", "Requests per store batch",
                              core::Histogram::exponential(1, 4, 7));
+// 1 while the backend answers, 0 from a failed request until one succeeds again.
+std::atomic<int> g_up_value{1};
+core::Gauge g_up("weir_store_up",
+                 "1 while the store answers; 0 from a failed request until one succeeds", "",
+                 [] { return static_cast<double>(g_up_value.load(std::memory_order_relaxed)); });
+core::Counter g_appends("weir_store_appends_total", "Room messages appended to the store");
 core::Histogram g_batch_seconds("weir_store_batch_seconds", "Time to run one store batch",
                                 core::Histogram::exponential(0.0001, 4, 9));
 
@@ -31,6 +38,22 @@ Store::Store(std::unique_ptr<Backend> backend)
 
 Store::~Store() {
   stop();
+}
+
+void Store::start_purge(Retention retention, int64_t interval_ms) {
+  loop_.post([this, retention, interval_ms] {
+    retention_ = retention;
+    purge_interval_ms_ = interval_ms;
+    purge_timer_.set_callback([this] {
+      // Queued like any request, so it runs inside the next batch.
+      pending_.push_back(
+          Request{nullptr, [this](Backend& b) { return b.purge(retention_, core::wall_ms()); },
+                  [](Status) {}});
+      loop_.on_end_of_iteration(this);
+      loop_.schedule(purge_timer_, purge_interval_ms_);
+    });
+    loop_.schedule(purge_timer_, purge_interval_ms_);
+  });
 }
 
 void Store::stop() {
@@ -79,6 +102,16 @@ void Store::run_batch(std::vector<Request>& batch) {
     // kNotFound is an answer, not a failure.
     if (request.status != Status::kOk && request.status != Status::kNotFound) ++errors;
   }
+  bool up = errors == 0;
+  if (up != healthy_.load(std::memory_order_relaxed)) {
+    healthy_.store(up, std::memory_order_relaxed);
+    g_up_value.store(up ? 1 : 0, std::memory_order_relaxed);
+    if (up)
+      log_info("store %s: answering again", backend_name_);
+    else
+      log_warn("store %s: failing (%s); durability degraded until it answers", backend_name_,
+               backend_->last_error().c_str());
+  }
   batches_.fetch_add(1, std::memory_order_relaxed);
   g_batches.inc();
   g_ops.inc(batch.size());
@@ -109,6 +142,7 @@ void Store::deliver(std::vector<Request>& batch) {
 }
 
 void Store::append(StoredMessage message, Done done) {
+  g_appends.inc();
   submit([message = std::move(message)](Backend& b) { return b.append(message); }, std::move(done));
 }
 

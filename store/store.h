@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "core/reactor.h"
+#include "core/timer_wheel.h"
 #include "store/backend.h"
 
 namespace weir::store {
@@ -57,11 +58,17 @@ class Store : private core::IterationHook {
   void rate_take(std::string key, RateLimit limit, double cost, int64_t now_ms, RateDone done);
   void purge(Retention retention, int64_t now_ms, Done done);
 
+  // Runs purge(retention) on the store thread every `interval_ms`, from now on.
+  void start_purge(Retention retention, int64_t interval_ms);
+
   // Completes everything queued, then joins the store thread. Idempotent.
   void stop();
 
   // The backend's name ("memory", "sqlite", "redis"). Any thread.
   const char* backend_name() const { return backend_name_; }
+  // False from a batch with a failed request until a batch without one: the backend's server
+  // is down or failing, so durability is degraded. Any thread.
+  bool healthy() const { return healthy_.load(std::memory_order_relaxed); }
   // Batches run so far. Any thread.
   uint64_t batches() const { return batches_.load(std::memory_order_relaxed); }
 
@@ -85,6 +92,10 @@ class Store : private core::IterationHook {
   std::atomic<bool> stopped_{false};
   std::atomic<int> submitting_{0};  // callers between the stopped_ check and their post
   std::atomic<uint64_t> batches_{0};
+  std::atomic<bool> healthy_{true};
+  core::Timer purge_timer_;  // store thread
+  Retention retention_;
+  int64_t purge_interval_ms_ = 0;
   std::thread thread_;
 };
 

@@ -269,6 +269,18 @@ void encode_error(std::string* out, std::string_view code, std::string_view mess
   s.put("}}");
 }
 
+void encode_error(std::string* out, std::string_view code, std::string_view message,
+                  std::string_view ref, std::string_view key, uint64_t value) {
+  encode_error(out, code, message, ref);
+  out->resize(out->size() - 2);  // reopen the body
+  StringSink s{out};
+  s.put(",");
+  put_string(s, key);
+  s.put(":");
+  put_uint(s, value);
+  s.put("}}");
+}
+
 void encode_lagged(std::string* out, std::string_view room_id, uint64_t from_offset,
                    uint64_t to_offset) {
   StringSink s{out};

@@ -32,6 +32,10 @@ void encode_room_left(std::string* out, std::string_view room_id);
 // {"error":{"code":..,"message":..,"ref":..}}
 void encode_error(std::string* out, std::string_view code, std::string_view message,
                   std::string_view ref);
+// {"error":{"code":..,"message":..,"ref":..,"<key>":N}}: an error that carries a number (the
+// original offset of a duplicate, the retry delay of a rate limit).
+void encode_error(std::string* out, std::string_view code, std::string_view message,
+                  std::string_view ref, std::string_view key, uint64_t value);
 // {"lagged":{"room_id":..,"from_offset":N,"to_offset":N}}
 void encode_lagged(std::string* out, std::string_view room_id, uint64_t from_offset,
                    uint64_t to_offset);
