@@ -118,7 +118,7 @@ void Member::save_session() {
     }
     s.rooms.push_back(store::SessionRoom{j.room_id, j.epoch, offset});
   }
-  store->put_session(std::move(s), [](store::Status) {});
+  store->put_session(std::move(s), nullptr);  // fire and forget
 }
 
 void Member::send_text(const std::string& json) {

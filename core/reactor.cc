@@ -52,7 +52,20 @@ Reactor::Reactor(int index, int64_t tick_ms)
   thread_id_ = std::this_thread::get_id();
 }
 
+bool ReactorGate::post(std::function<void()> task) {
+  std::lock_guard lock(mutex_);
+  if (!reactor_) return false;
+  reactor_->post(std::move(task));
+  return true;
+}
+
+void ReactorGate::close() {
+  std::lock_guard lock(mutex_);
+  reactor_ = nullptr;
+}
+
 Reactor::~Reactor() {
+  gate_->close();
   destroy_retired(retired_);
   ::close(epoll_fd_);
   if (t_current == this) t_current = nullptr;

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -54,6 +55,23 @@ class IterationHook {
 class Retirable {
  public:
   virtual ~Retirable() = default;
+};
+
+class Reactor;
+
+// A way to post to a reactor that may be destroyed meanwhile: post() runs the task on the
+// reactor if it still exists and drops it otherwise. For services on their own threads (the
+// store) whose completions can outlive the reactors that asked for them at shutdown.
+class ReactorGate {
+ public:
+  explicit ReactorGate(Reactor* reactor) : reactor_(reactor) {}
+  // False (and the task dropped) once the reactor is gone.
+  bool post(std::function<void()> task);
+  void close();
+
+ private:
+  std::mutex mutex_;
+  Reactor* reactor_;
 };
 
 class Reactor {
@@ -106,6 +124,8 @@ class Reactor {
   uint64_t iterations() const { return iterations_; }
   // The reactor running on the calling thread, or nullptr.
   static Reactor* current();
+  // This reactor's gate (see ReactorGate); closed by the destructor.
+  const std::shared_ptr<ReactorGate>& gate() const { return gate_; }
 
  private:
   void dispatch(int ready);
@@ -115,6 +135,7 @@ class Reactor {
   int poll_timeout(int requested) const;
 
   int index_;
+  std::shared_ptr<ReactorGate> gate_ = std::make_shared<ReactorGate>(this);
   int epoll_fd_ = -1;
   std::atomic<std::thread::id> thread_id_;  // read by post() on any thread
   std::atomic<bool> stop_{false};

@@ -66,7 +66,8 @@ void Store::stop() {
 }
 
 void Store::submit(std::function<Status(Backend&)> execute, std::function<void(Status)> complete) {
-  Request request{core::Reactor::current(), std::move(execute), std::move(complete)};
+  core::Reactor* caller = complete ? core::Reactor::current() : nullptr;
+  Request request{caller ? caller->gate() : nullptr, std::move(execute), std::move(complete)};
   submitting_.fetch_add(1);
   if (stopped_.load()) {
     submitting_.fetch_sub(1);
@@ -122,19 +123,20 @@ void Store::run_batch(std::vector<Request>& batch) {
 
 // Groups completions by origin, keeping request order within each, one post per origin.
 void Store::deliver(std::vector<Request>& batch) {
-  std::vector<std::pair<core::Reactor*, std::vector<Request>>> by_origin;
+  std::vector<std::pair<core::ReactorGate*, std::vector<Request>>> by_origin;
   for (Request& request : batch) {
     auto it = std::find_if(by_origin.begin(), by_origin.end(),
-                           [&](const auto& group) { return group.first == request.origin; });
-    if (it == by_origin.end()) it = by_origin.insert(by_origin.end(), {request.origin, {}});
+                           [&](const auto& group) { return group.first == request.origin.get(); });
+    if (it == by_origin.end()) it = by_origin.insert(by_origin.end(), {request.origin.get(), {}});
     it->second.push_back(std::move(request));
   }
   for (auto& [origin, requests] : by_origin) {
     auto run = [requests = std::move(requests)]() {
-      for (const Request& request : requests) request.complete(request.status);
+      for (const Request& request : requests)
+        if (request.complete) request.complete(request.status);
     };
     if (origin) {
-      origin->post(std::move(run));
+      origin->post(std::move(run));  // dropped when the reactor is gone
     } else {
       run();
     }

@@ -6,14 +6,16 @@
 // one SQLite transaction, one Redis pipeline) in an end-of-iteration hook. Each completion
 // then goes back to the reactor the request came from (core::Reactor::current() at call time),
 // all completions of one batch for one reactor in one post, in request order. A caller that
-// is not on a reactor thread (main, tests) gets its completion on the store thread.
+// is not on a reactor thread (main, tests) gets its completion on the store thread, and so
+// does an empty `done` (fire and forget: nothing is posted). A completion whose reactor has
+// been destroyed meanwhile (shutdown) is dropped.
 //
 // When a batch's commit fails, every request of it that had succeeded reports the commit's
 // status instead: nothing of a failed batch is acknowledged.
 //
 // Shutdown: stop() runs everything already queued to completion, then joins the thread;
-// requests made after stop() complete with kUnavailable. Stop the Store before the reactors
-// it completes to, so their mailboxes still run the completions.
+// requests made after stop() complete with kUnavailable. Stopping it after the reactors lets
+// the connections' last requests (sessions saved at close) still run.
 //
 // Thread-safety: every method may be called from any thread except the store thread itself.
 #pragma once
@@ -74,7 +76,7 @@ class Store : private core::IterationHook {
 
  private:
   struct Request {
-    core::Reactor* origin = nullptr;
+    std::shared_ptr<core::ReactorGate> origin;  // null: complete on the store thread
     std::function<Status(Backend&)> execute;  // store thread
     std::function<void(Status)> complete;     // origin thread
     Status status = Status::kOk;

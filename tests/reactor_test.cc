@@ -441,3 +441,23 @@ TEST(Reactor, IterationsAreCounted) {
 
 }  // namespace
 }  // namespace weir::core
+
+namespace weir::core {
+namespace {
+
+TEST(ReactorGate, PostsWhileTheReactorLivesAndDropsAfterwards) {
+  std::shared_ptr<ReactorGate> gate;
+  int ran = 0;
+  {
+    Reactor reactor;
+    gate = reactor.gate();
+    EXPECT_TRUE(gate->post([&] { ++ran; }));
+    reactor.run_once(0);
+    EXPECT_EQ(ran, 1);
+  }
+  EXPECT_FALSE(gate->post([&] { ++ran; }));  // the reactor is gone: dropped, not a crash
+  EXPECT_EQ(ran, 1);
+}
+
+}  // namespace
+}  // namespace weir::core
