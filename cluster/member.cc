@@ -295,16 +295,36 @@ void Member::end_replay(const std::string& room_id, store::Status status,
   scratch_.clear();
   ws::encode_resumed(&scratch_, room_id, complete && after == j->replay_from, offset, j->epoch);
   send_text(scratch_);
-  for (const store::StoredMessage& m : messages) {
-    if (m.offset <= after || m.offset > offset) continue;
-    session_->send(ws::Opcode::kText, m.payload);
+  messages.erase(std::remove_if(messages.begin(), messages.end(),
+                                [&](const store::StoredMessage& m) {
+                                  return m.offset <= after || m.offset > offset;
+                                }),
+                 messages.end());
+  j->replay = std::move(messages);
+  j->replay_next = 0;
+  j->replay_loaded = true;
+  pump_replay(*j);
+}
+
+// Sends the replay while the connection is under its high watermark, and the live frames held
+// meanwhile once the replay is out; on_backpressure picks it up again below the low one. A
+// replay of --replay-limit large messages never has to fit in --max-buffer at once.
+void Member::pump_replay(Joined& j) {
+  const size_t high = service_.config().high_watermark;
+  while (j.replay_next < j.replay.size()) {
+    if (closed_ || session_->queued_bytes() >= high) return;
+    session_->send(ws::Opcode::kText, j.replay[j.replay_next++].payload);
     g_replayed.inc();
   }
-  j->replaying = false;
+  std::string room_id = j.room_id;
+  j.replay.clear();
+  j.replay.shrink_to_fit();
+  j.replaying = false;
+  j.replay_loaded = false;
   --replaying_;
   std::vector<Frame> held;
-  held.swap(j->held);
-  j->held_bytes = 0;
+  held.swap(j.held);
+  j.held_bytes = 0;
   LocalRoom* room = shard_.local_room(room_id);
   for (const Frame& f : held) {
     if (closed_ || !room) break;
@@ -654,6 +674,11 @@ void Member::on_backpressure(ws::WebSocketSession&, bool above_high) {
   }
   if (config.policy == SlowConsumerPolicy::kBackpressure) shard_.member_blocked(*this, above_high);
   if (!above_high && config.policy == SlowConsumerPolicy::kSkip) send_lagged_notices();
+  if (!above_high && replaying_ > 0) {
+    // By index and id: pumping may close us, and the held frames may go out of rooms_.
+    for (size_t i = 0; i < rooms_.size() && !closed_; ++i)
+      if (rooms_[i].replay_loaded) pump_replay(rooms_[i]);
+  }
 }
 
 void Member::send_lagged_notices() {

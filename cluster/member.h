@@ -81,6 +81,10 @@ class Member : public ws::WebSocketHandler {
     // Resume: the missed messages are being read from the store; live frames wait here.
     bool replaying = false;
     uint64_t replay_from = 0;  // the offset the client had
+    // Read from the store, sent as the connection drains (below --high-watermark).
+    std::vector<store::StoredMessage> replay;
+    size_t replay_next = 0;
+    bool replay_loaded = false;
     std::vector<Frame> held;
     uint64_t held_bytes = 0;
   };
@@ -106,6 +110,7 @@ class Member : public ws::WebSocketHandler {
   void begin_replay(Joined& joined, const ResumeRoom& want, uint64_t offset, uint64_t epoch);
   void end_replay(const std::string& room_id, store::Status status,
                   std::vector<store::StoredMessage>& messages, uint64_t after, uint64_t offset);
+  void pump_replay(Joined& joined);
   bool hold_while_replaying(LocalRoom& room, const FrameBatch& batch);
   bool over_rate_limit(std::string_view ref);
   void handle_join(std::string_view room_id);

@@ -25,8 +25,9 @@ core::Counter g_joins("weir_room_joins_total", "Room joins confirmed");
 core::Gauge g_rooms("weir_rooms", "Rooms with at least one member (owned, summed over threads)");
 core::Gauge g_memberships("weir_room_memberships", "Members summed over rooms");
 
-constexpr size_t kFrameHeaderRoom = 10;  // the largest unmasked header for a text frame
-constexpr size_t kMaxSeenIds = 100000;   // message ids a room remembers at most
+constexpr size_t kFrameHeaderRoom = 10;    // the largest unmasked header for a text frame
+constexpr size_t kMaxSeenIds = 100000;     // message ids a room remembers at most
+constexpr size_t kMaxClosedRooms = 65536;  // emptied rooms whose epoch and offsets are kept
 
 }  // namespace
 
@@ -56,6 +57,7 @@ void RoomShard::send(int thread, ShardMessage&& message) {
 }
 
 void RoomShard::on_end_of_iteration() {
+  submit_appends();  // before the outboxes: a join answered below must find them stored
   // By index: fanning out can make a member leave (a slow-consumer disconnect), which flushes
   // and never appends; anything appended all the same is flushed in this loop too.
   for (size_t i = 0; i < pending_rooms_.size(); ++i) {
@@ -135,7 +137,15 @@ RoomShard::Room& RoomShard::create_room(const std::string& id) {
   // or after its last member left); the first join waits for them.
   store::Store* store = service_.store();
   room.loading = store && config.durability != Durability::kNone;
-  if (!room.loading) room.epoch = service_.new_epoch();
+  if (auto closed = closed_rooms_.find(id); closed != closed_rooms_.end()) {
+    if (store) {  // without a store a room's history ends with it (docs/protocol.md)
+      room.epoch = closed->second.state.epoch;
+      room.last_offset = room.delivered = closed->second.state.last_offset;
+      room.loading = false;
+    }
+    closed_rooms_.erase(closed);  // its entry in closed_order_ goes when it comes up
+  }
+  if (!room.loading && room.epoch == 0) room.epoch = service_.new_epoch();
   Room& created = owned_.emplace(id, std::move(room)).first->second;
   g_rooms.inc();
   if (created.loading) {
@@ -178,6 +188,7 @@ void RoomShard::owner_join(ShardMessage& m) {
     it = owned_.find(m.room_id);
   }
   Room& room = it->second;
+  submit_appends();  // what the joiner's offset covers is in the store before it can read
   room.interest[m.from_thread]++;
   room.members++;
   g_memberships.inc();
@@ -208,7 +219,17 @@ void RoomShard::owner_leave(ShardMessage& m) {
   }
   if (room.members > 0) room.members--;
   g_memberships.dec();
-  if (room.members == 0) {  // no empty room lingers: the next join starts a new epoch
+  if (room.members == 0) {  // no empty room lingers; with a store, the next join continues it
+    if (service_.store() && !room.loading) {
+      closed_rooms_[room.id] = ClosedRoom{{room.epoch, room.last_offset}, ++closed_seq_};
+      closed_order_.emplace_back(room.id, closed_seq_);
+      while (closed_order_.size() > kMaxClosedRooms) {
+        auto& [id, seq] = closed_order_.front();
+        auto oldest = closed_rooms_.find(id);
+        if (oldest != closed_rooms_.end() && oldest->second.seq == seq) closed_rooms_.erase(oldest);
+        closed_order_.pop_front();
+      }
+    }
     owned_.erase(it);
     g_rooms.dec();
   }
@@ -266,25 +287,47 @@ void RoomShard::owner_publish(ShardMessage& m) {
   Frame frame = encode(room, m, offset);
   const Durability durability = service_.config().durability;
   if (durability == Durability::kSync && service_.store()) {
-    persist(room, frame,
-            [this, frame, id = room.id, incarnation = room.incarnation, epoch = room.epoch,
-             origin = origin_of(m), dedupe = m.client_message_id](store::Status status) {
-              auto found = owned_.find(id);
-              Room* r = found != owned_.end() && found->second.incarnation == incarnation
-                            ? &found->second
-                            : nullptr;
-              if (status != store::Status::kOk) {  // never delivered: the offset stays unused
-                if (r && dedupe) r->seen.erase(origin.message_id);
-                return answer_publish(origin, 507, 0, epoch);
-              }
-              if (r) deliver_published(*r, frame);
-              answer_publish(origin, 200, frame.room_offset, epoch);
-            });
+    persist(room, frame);
+    to_commit_.push_back(Committing{std::move(frame), room.id, room.incarnation, room.epoch,
+                                    origin_of(m), m.client_message_id});
     return;
   }
   deliver_published(room, frame);
-  if (durability == Durability::kAsync && service_.store()) persist(room, frame, nullptr);
+  if (durability == Durability::kAsync && service_.store()) persist(room, frame);
   answer_publish(origin_of(m), 200, offset, room.epoch);
+}
+
+// Sync durability: a batch of this shard's appends committed (or not); completions arrive in
+// submission order, one per batch.
+void RoomShard::on_committed(store::Status status) {
+  if (committing_.empty()) return;
+  std::vector<Committing> batch = std::move(committing_.front());
+  committing_.pop_front();
+  for (Committing& c : batch) {
+    auto found = owned_.find(c.room_id);
+    Room* r = found != owned_.end() && found->second.incarnation == c.incarnation ? &found->second
+                                                                                  : nullptr;
+    if (status != store::Status::kOk) {  // never delivered: the offset stays unused
+      if (r && c.dedupe) r->seen.erase(c.origin.message_id);
+      answer_publish(c.origin, 507, 0, c.epoch);
+      continue;
+    }
+    if (r) deliver_published(*r, c.frame);
+    answer_publish(c.origin, 200, c.frame.room_offset, c.epoch);
+  }
+}
+
+void RoomShard::submit_appends() {
+  if (appends_.empty()) return;
+  store::Store* store = service_.store();
+  if (to_commit_.empty()) {
+    store->append_batch(std::move(appends_), nullptr);  // async: nothing waits for it
+  } else {
+    committing_.push_back(std::move(to_commit_));
+    to_commit_.clear();
+    store->append_batch(std::move(appends_), [this](store::Status s) { on_committed(s); });
+  }
+  appends_.clear();
 }
 
 void RoomShard::deliver_published(Room& room, const Frame& frame) {
@@ -293,18 +336,17 @@ void RoomShard::deliver_published(Room& room, const Frame& frame) {
   if (service_.config().policy == SlowConsumerPolicy::kBackpressure) count_transit(room, frame);
 }
 
-// The envelope exactly as members receive it, without the frame header.
-void RoomShard::persist(const Room& room, const Frame& frame,
-                        std::function<void(store::Status)> done) {
-  store::StoredMessage stored;
+// The envelope exactly as members receive it, without the frame header; submitted with the
+// rest of this iteration's appends.
+void RoomShard::persist(const Room& room, const Frame& frame) {
+  store::StoredMessage& stored = appends_.emplace_back();
+  if (appends_.size() == 1) reactor_.on_end_of_iteration(this, /*early=*/true);
   stored.room_id = room.id;
   stored.epoch = room.epoch;
   stored.offset = frame.room_offset;
   const char* json = frame.buffer.data() + kFrameHeaderRoom;
   stored.payload.assign(json, frame.length - (kFrameHeaderRoom - frame.offset));
   stored.stored_ms = core::wall_ms();
-  // Without `done` nothing comes back: failures show in the store's health and metrics.
-  service_.store()->append(std::move(stored), std::move(done));
 }
 
 // --dedupe-window over client-given message ids: the room's owner is the one place that sees

@@ -142,7 +142,9 @@ class RoomShard : public core::IterationHook {
                    const store::RoomState& state);
   bool is_duplicate(Room& room, const ShardMessage& m, uint64_t* offset);
   void deliver_published(Room& room, const Frame& frame);
-  void persist(const Room& room, const Frame& frame, std::function<void(store::Status)> done);
+  void persist(const Room& room, const Frame& frame);
+  void submit_appends();  // this iteration's appends, as one store request
+  void on_committed(store::Status status);
   // Who waits for a publish's outcome: the HTTP API (request_id) or a member.
   struct PublishOrigin {
     int thread = -1;
@@ -183,6 +185,29 @@ class RoomShard : public core::IterationHook {
   std::unordered_map<uint64_t, InspectDone> pending_inspect_;
   uint64_t next_request_ = 1;
   uint64_t next_incarnation_ = 1;
+  // Appends of this iteration, submitted as one store request at its end (or before a join is
+  // answered, so a resume's read finds them). Under sync durability each one's delivery
+  // waits for that request's completion: `committing_` holds them, batch after batch.
+  struct Committing {
+    Frame frame;
+    std::string room_id;
+    uint64_t incarnation = 0, epoch = 0;
+    PublishOrigin origin;
+    bool dedupe = false;
+  };
+  // Rooms this shard owned that emptied, newest last: a room that comes back continues its
+  // epoch and offsets from here without asking the store (and so does a room that never had a
+  // message, which the store knows nothing of). At most kMaxClosedRooms.
+  struct ClosedRoom {
+    store::RoomState state;
+    uint64_t seq = 0;  // its entry in closed_order_ (a room may close many times)
+  };
+  std::unordered_map<std::string, ClosedRoom> closed_rooms_;
+  std::deque<std::pair<std::string, uint64_t>> closed_order_;
+  uint64_t closed_seq_ = 0;
+  std::vector<store::StoredMessage> appends_;
+  std::vector<Committing> to_commit_;               // this iteration's, in offset order
+  std::deque<std::vector<Committing>> committing_;  // submitted, oldest first
 };
 
 }  // namespace weir::cluster

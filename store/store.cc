@@ -34,6 +34,7 @@ core::Histogram g_batch_seconds("weir_store_batch_seconds", "Time to run one sto
 Store::Store(std::unique_ptr<Backend> backend)
     : backend_(std::move(backend)), backend_name_(backend_->name()), loop_(kStoreShard) {
   thread_ = std::thread([this] { loop_.run(); });
+  loop_.post([this] { start_probe(); });
 }
 
 Store::~Store() {
@@ -54,6 +55,25 @@ void Store::start_purge(Retention retention, int64_t interval_ms) {
     });
     loop_.schedule(purge_timer_, purge_interval_ms_);
   });
+}
+
+// An idle store is still watched: after a second without a batch, a cheap read tells whether
+// the backend answers, so /readyz and weir_store_up follow an outage (and its end) even when no
+// traffic would have noticed.
+void Store::start_probe() {
+  probe_timer_.set_callback([this] {
+    if (batches_.load(std::memory_order_relaxed) == probed_at_batches_) {
+      auto state = std::make_shared<RoomState>();
+      pending_.push_back(
+          Request{nullptr,
+                  [state](Backend& b) { return b.room_state("weir-health-probe", state.get()); },
+                  {}});
+      loop_.on_end_of_iteration(this);
+    }
+    probed_at_batches_ = batches_.load(std::memory_order_relaxed);
+    loop_.schedule(probe_timer_, kProbeIntervalMs);
+  });
+  loop_.schedule(probe_timer_, kProbeIntervalMs);
 }
 
 void Store::stop() {
@@ -103,7 +123,7 @@ void Store::run_batch(std::vector<Request>& batch) {
     // kNotFound is an answer, not a failure.
     if (request.status != Status::kOk && request.status != Status::kNotFound) ++errors;
   }
-  bool up = errors == 0;
+  bool up = errors == 0 && begin == Status::kOk && commit == Status::kOk;
   if (up != healthy_.load(std::memory_order_relaxed)) {
     healthy_.store(up, std::memory_order_relaxed);
     g_up_value.store(up ? 1 : 0, std::memory_order_relaxed);
@@ -146,6 +166,17 @@ void Store::deliver(std::vector<Request>& batch) {
 void Store::append(StoredMessage message, Done done) {
   g_appends.inc();
   submit([message = std::move(message)](Backend& b) { return b.append(message); }, std::move(done));
+}
+
+void Store::append_batch(std::vector<StoredMessage> messages, Done done) {
+  g_appends.inc(messages.size());
+  submit(
+      [messages = std::move(messages)](Backend& b) {
+        for (const StoredMessage& m : messages)
+          if (Status s = b.append(m); s != Status::kOk) return s;
+        return Status::kOk;
+      },
+      std::move(done));
 }
 
 void Store::read_room(std::string room_id, uint64_t epoch, uint64_t after, size_t limit,

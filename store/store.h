@@ -50,6 +50,9 @@ class Store : private core::IterationHook {
   ~Store() override;  // stop()
 
   void append(StoredMessage message, Done done);
+  // Several appends as one request (one completion): what a room owner published in one loop
+  // iteration. Fails as a whole with the first failing append.
+  void append_batch(std::vector<StoredMessage> messages, Done done);
   void read_room(std::string room_id, uint64_t epoch, uint64_t after, size_t limit, ReadDone done);
   void room_state(std::string room_id, RoomStateDone done);
   void put_session(Session session, Done done);
@@ -77,8 +80,8 @@ class Store : private core::IterationHook {
  private:
   struct Request {
     std::shared_ptr<core::ReactorGate> origin;  // null: complete on the store thread
-    std::function<Status(Backend&)> execute;  // store thread
-    std::function<void(Status)> complete;     // origin thread
+    std::function<Status(Backend&)> execute;    // store thread
+    std::function<void(Status)> complete;       // origin thread
     Status status = Status::kOk;
   };
 
@@ -95,7 +98,11 @@ class Store : private core::IterationHook {
   std::atomic<int> submitting_{0};  // callers between the stopped_ check and their post
   std::atomic<uint64_t> batches_{0};
   std::atomic<bool> healthy_{true};
+  static constexpr int64_t kProbeIntervalMs = 1000;
+  void start_probe();
   core::Timer purge_timer_;  // store thread
+  core::Timer probe_timer_;  // store thread
+  uint64_t probed_at_batches_ = 0;
   Retention retention_;
   int64_t purge_interval_ms_ = 0;
   std::thread thread_;

@@ -133,7 +133,9 @@ TEST(SessionTokens, KeyFileIsCreatedOnceAndThenReused) {
 // publishing while the resume reads history: whatever the interleaving, the resumed member
 // gets every offset after its own exactly once, in order.
 TEST(RoomsStore, ResumeReplaysExactlyWhatWasMissedWhilePublishingGoesOn) {
-  StoredRooms s(2);
+  cluster::RoomsConfig config;
+  config.replay_limit = 100000;  // however far the publisher got, all of it is replayed
+  StoredRooms s(2, config);
   ASSERT_TRUE(s.server.started());
   WsConn pub(s.server.port());
   ASSERT_TRUE(pub.ok());
@@ -417,7 +419,6 @@ TEST(RoomsStore, RateLimitAnswersRetryAfterAndClosesASustainedFlooder) {
   a.join("rl");
   watcher.join("rl");
   for (int i = 0; i < 8; ++i) a.send(message_json("rl", "m", "id" + std::to_string(i)));
-  std::vector<Env> others;
   EXPECT_TRUE(contiguous(offsets_until(watcher, 5), 1));
   EXPECT_TRUE(watcher.quiet_for(100)) << "more than the burst was delivered";
   Env e;
@@ -460,13 +461,72 @@ TEST(RoomsStore, RoomRateLimitHoldsAcrossPublishers) {
     a.publish("rr", "a");
     b.publish("rr", "b");
   }
-  EXPECT_TRUE(contiguous(offsets_until(a, 3), 1));
+  std::vector<Env> early;  // errors that came before a's third message
+  EXPECT_TRUE(contiguous(offsets_until(a, 3, &early), 1));
   int limited = 0;
+  for (const Env& x : early)
+    if (x.type == "error" && x.s("code") == "rate_limited") ++limited;
   Env e;
   for (WsConn* c : {&a, &b})
     while (c->recv(&e, 300) == ReadStatus::kOk)
       if (e.type == "error" && e.s("code") == "rate_limited") ++limited;
   EXPECT_EQ(limited, 3);
+}
+
+}  // namespace
+}  // namespace weir
+
+namespace weir {
+namespace {
+
+// A replay far larger than --max-buffer goes out as the client reads it, never all at once:
+// 300 messages of 8 KiB through a 256 KiB limit.
+TEST(RoomsStore, AReplayLargerThanMaxBufferIsPacedByTheConnection) {
+  cluster::RoomsConfig config;
+  config.high_watermark = 64 << 10;
+  config.low_watermark = 16 << 10;
+  config.max_buffer = 256 << 10;
+  config.max_content_bytes = 16 << 10;
+  StoredRooms s(1, config);
+  ASSERT_TRUE(s.server.started());
+  WsConn pub(s.server.port());
+  ASSERT_TRUE(pub.ok());
+  uint64_t epoch = pub.join("big").n("epoch");
+  const std::string body(8 << 10, 'b');
+  for (int i = 1; i <= 300; ++i) {
+    pub.publish("big", body);
+    if (i % 20 == 0) offsets_until(pub, i);  // the publisher keeps up with its own copies
+  }
+  offsets_until(pub, 300);
+  WsConn b(s.server.port());
+  ASSERT_TRUE(b.ok());
+  b.send(resume_json(pub.session().s("token"), "big", 0, epoch));
+  b.expect("session");
+  Env resumed = b.expect("resumed");
+  EXPECT_EQ(resumed.b("recovered"), "true") << resumed.raw;
+  pub.publish("big", "after");
+  std::vector<uint64_t> offsets = offsets_until(b, 301);
+  EXPECT_TRUE(contiguous(offsets, 1));
+  EXPECT_EQ(offsets.size(), 301u);
+}
+
+}  // namespace
+}  // namespace weir
+
+namespace weir {
+namespace {
+
+// Nobody publishes, yet the store's health follows its backend both ways (an idle probe).
+TEST(RoomsStore, AnIdleStoreStillNoticesAnOutageAndItsEnd) {
+  StoredRooms s(1);
+  ASSERT_TRUE(s.server.started());
+  EXPECT_TRUE(s.store.healthy());
+  s.failing->store(true);
+  EXPECT_TRUE(eventually([&] { return !s.store.healthy(); }, 5000));
+  EXPECT_EQ(metric(s.server.port(), "weir_store_up"), 0);
+  s.failing->store(false);
+  EXPECT_TRUE(eventually([&] { return s.store.healthy(); }, 5000));
+  EXPECT_EQ(metric(s.server.port(), "weir_store_up"), 1);
 }
 
 }  // namespace
