@@ -26,25 +26,17 @@ can starve the clients.
 Servers are stopped by PID. Prints one line per check; exits 1 on any failure.
 """
 import asyncio
-import http.client
 import json
 import os
 import re
-import signal
 import socket
 import struct
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-try:
-    import websockets
-except ImportError:  # run_all.sh may call a python3 without it; Debian's has websockets 10.4
-    if os.path.realpath(sys.executable) != os.path.realpath("/usr/bin/python3"):
-        os.execv("/usr/bin/python3", ["/usr/bin/python3"] + sys.argv)
-    raise
+from weir_harness import Failure, build_dir, connect, join
+import weir_harness
 
 ROOM = "slow-room"
 API_KEY = "slow-key"
@@ -56,75 +48,21 @@ RSS_SLACK = 8 << 20
 KEEP = 0.95  # of the baseline rate
 
 
-class Failure(Exception):
-    pass
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Weir:
-    """One weir process on 127.0.0.1 and a free port; stopped by its PID."""
+class Weir(weir_harness.Weir):
+    """weir with two threads, the rooms API and a long close timeout; stopped by its PID.
+    No history (--durability none): the memory checks here are about what slow members cost;
+    the history a store keeps (--retention-messages per room) is a separate, bounded cost."""
 
     def __init__(self, build, *flags):
-        self.port = free_port()
-        self.log = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen(
-            [os.path.join(build, "weir"), "--listen", f"127.0.0.1:{self.port}", "--threads", "2",
-             "--api-key", API_KEY, "--close-timeout", "30s", *flags],
-            stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if self.http("GET", "/readyz")[0] == 200:
-                    return
-            except OSError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise Failure(f"weir did not start: {self.output()}")
-            time.sleep(0.05)
-
-    def stop(self):
-        """Stops weir by its PID; its exit status (0 after a clean SIGTERM shutdown)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def output(self):
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
-
-    def http(self, method, path, body=None, headers=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            r = conn.getresponse()
-            return r.status, dict(r.getheaders()), r.read().decode()
-        finally:
-            conn.close()
+        super().__init__(build, "--threads", "2", "--api-key", API_KEY, "--close-timeout", "30s",
+                         "--durability", "none", *flags)
 
     def actions(self, action):
-        body = self.http("GET", "/metrics")[2]
-        sample = r'^weir_slow_consumer_actions_total\{action="%s"\} (\S+)$' % action
-        m = re.search(sample, body, re.M)
-        return float(m.group(1)) if m else None
+        return self.metric(f'weir_slow_consumer_actions_total{{action="{action}"}}')
 
     def members(self):
         status, _, body = self.http("GET", f"/api/rooms/{ROOM}", headers={"X-API-Key": API_KEY})
         return json.loads(body)["members"] if status == 200 else 0
-
-    def rss(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1)) * 1024
 
 
 class RssSampler(threading.Thread):
@@ -226,11 +164,8 @@ class Room:
 
     async def open(self):
         for _ in range(FAST + 1):
-            ws = await websockets.connect(f"ws://127.0.0.1:{self.weir.port}/ws", max_size=None,
-                                          ping_interval=None, max_queue=None)
-            json.loads(await ws.recv())
-            await ws.send(json.dumps({"join_room": {"room_id": ROOM}}))
-            joined = json.loads(await ws.recv())["room_joined"]
+            ws, _ = await connect(self.weir, max_queue=None)
+            joined = await join(ws, ROOM)
             if joined["offset"] != 0:
                 raise Failure(f"fast member joined at {joined}")
             self.fast.append(ws)
@@ -276,14 +211,16 @@ class Room:
             await ws.close()
 
 
-class Checks:
+class Checks(weir_harness.Checks):
+    """Also counts the failed checks that are wall-clock rate measurements."""
+
     def __init__(self, name):
-        self.name, self.failed, self.rate_failed = name, 0, 0
+        super().__init__(name)
+        self.rate_failed = 0
 
     def check(self, cond, what, rate=False):
-        print(f"{'ok  ' if cond else 'FAIL'}  {self.name}: {what}")
-        self.failed += not cond
         self.rate_failed += rate and not cond
+        return super().check(cond, what)
 
 
 def lossless(c, room, first=1):
@@ -562,13 +499,7 @@ async def scenario_grace(build):
 
 
 def main():
-    if len(sys.argv) != 2:
-        print(__doc__)
-        return 2
-    build = sys.argv[1]
-    if not os.access(os.path.join(build, "weir"), os.X_OK):
-        print(f"no {build}/weir: build it first")
-        return 1
+    build = build_dir(__doc__)
     failed = 0
     scenarios = [scenario_disconnect, scenario_skip, scenario_backpressure, scenario_grace]
     for scenario in scenarios:
@@ -579,6 +510,8 @@ def main():
             except Exception as e:  # report it and go on with the next scenario
                 c = Checks(scenario.__name__)
                 c.check(False, f"{type(e).__name__}: {e}")
+            for w in weir_harness.Weir.started:  # what an exception left running, by PID
+                w.stop()
             print(f"---   {scenario.__name__} took {time.monotonic() - started:.1f}s")
             # Delivery rates are wall-clock measurements: a build hogging both cores can starve
             # the clients for a moment. Only those checks, and only once, earn a second run.
