@@ -27,7 +27,9 @@ class ServerKind:
 
 SERVERS = {
     "weir": ServerKind("weir", "weir", lambda a, port: [
-        a.weir, "--listen", f"127.0.0.1:{port}", "--threads", "1", "--log-level", "warn"]),
+        # No history, as the peers keep none; the store's cost is measured by bench/run_store.py.
+        a.weir, "--listen", f"127.0.0.1:{port}", "--threads", "1", "--log-level", "warn",
+        "--durability", "none"]),
     "uws": ServerKind("uws", "uWS.js", lambda a, port: [
         a.node, "bench/peers/uws_server.js", str(port)]),
     "ws": ServerKind("ws", "Node ws", lambda a, port: [

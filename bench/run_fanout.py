@@ -164,7 +164,8 @@ def run_once(a, threads, shape, round_no):
     port = free_port()
     limit = a.warmup + a.seconds + 60
     server_cmd = ["taskset", "-c", SERVER_CPUS[threads], a.weir, "--listen", f"127.0.0.1:{port}",
-                  "--threads", str(threads), "--log-level", "warn"]
+                  "--threads", str(threads), "--log-level", "warn",
+                  "--durability", "none"]  # fanout alone; bench/run_store.py adds the store
     load_cmd = ["taskset", "-c", a.load_cpu, a.load, "fanout", "--url", f"ws://127.0.0.1:{port}/ws",
                 *SHAPES[shape][0], "--seconds", str(a.seconds), "--warmup-seconds", str(a.warmup)]
     log = open(os.path.join(a.tmp, f"weir-t{threads}-{shape}-r{round_no}.log"), "w")
