@@ -230,6 +230,8 @@ void RoomShard::owner_leave(ShardMessage& m) {
         closed_order_.pop_front();
       }
     }
+    for (ShardMessage& waiting : room.rate_waiting)  // nobody left to deliver them to
+      answer_publish(origin_of(waiting), 404, 0, 0);
     owned_.erase(it);
     g_rooms.dec();
   }
@@ -276,9 +278,23 @@ void RoomShard::owner_publish(ShardMessage& m) {
   Room& room = it->second;
   if (m.request_id && room.blocked > 0)  // backpressure: API publishers wait too
     return answer_publish(origin_of(m), 503, 0, 0);
-  int64_t retry_ns = 0;
-  if (room.rate.limited() && !room.rate.take(core::monotonic_ns(), &retry_ns))
-    return answer_publish(origin_of(m), 429, 0, room.epoch, retry_ns / 1'000'000 + 1);
+  if (room.rate.limited() && !m.rate_checked) {
+    if (shared_rate_limit()) {  // the limit holds across nodes: ask Redis, in order
+      const RoomsConfig& config = service_.config();
+      room.rate_waiting.push_back(std::move(m));
+      service_.store()->rate_take("room:" + room.id,
+                                  store::RateLimit{config.room_rate_limit, config.room_rate_burst},
+                                  1, core::wall_ms(),
+                                  [this, id = room.id, incarnation = room.incarnation](
+                                      store::Status status, store::RateDecision decision) {
+                                    on_rate_decision(id, incarnation, status, decision);
+                                  });
+      return;
+    }
+    int64_t retry_ns = 0;
+    if (!room.rate.take(core::monotonic_ns(), &retry_ns))
+      return answer_publish(origin_of(m), 429, 0, room.epoch, retry_ns / 1'000'000 + 1);
+  }
   uint64_t original = 0;
   if (is_duplicate(room, m, &original))
     return answer_publish(origin_of(m), 409, original, room.epoch);
@@ -347,6 +363,34 @@ void RoomShard::persist(const Room& room, const Frame& frame) {
   const char* json = frame.buffer.data() + kFrameHeaderRoom;
   stored.payload.assign(json, frame.length - (kFrameHeaderRoom - frame.offset));
   stored.stored_ms = core::wall_ms();
+}
+
+bool RoomShard::shared_rate_limit() const {
+  store::Store* store = service_.store();
+  return store && std::strcmp(store->backend_name(), "redis") == 0;
+}
+
+// Decisions come back in request order, so each is the oldest waiting publish's. When Redis
+// cannot answer, the local GCRA decides: the limit then holds per node until it returns.
+void RoomShard::on_rate_decision(const std::string& id, uint64_t incarnation, store::Status status,
+                                 store::RateDecision decision) {
+  auto it = owned_.find(id);
+  if (it == owned_.end() || it->second.incarnation != incarnation) return;
+  Room& room = it->second;
+  if (room.rate_waiting.empty()) return;
+  ShardMessage m = std::move(room.rate_waiting.front());
+  room.rate_waiting.pop_front();
+  int64_t retry_ms = decision.retry_after_ms;
+  bool allowed = decision.allowed;
+  if (status != store::Status::kOk) {
+    int64_t retry_ns = 0;
+    allowed = room.rate.take(core::monotonic_ns(), &retry_ns);
+    retry_ms = retry_ns / 1'000'000;
+  }
+  if (!allowed)
+    return answer_publish(origin_of(m), 429, 0, room.epoch, std::max<int64_t>(1, retry_ms));
+  m.rate_checked = true;
+  owner_publish(m);
 }
 
 // --dedupe-window over client-given message ids: the room's owner is the one place that sees

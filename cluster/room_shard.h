@@ -118,7 +118,9 @@ class RoomShard : public core::IterationHook {
     // it meanwhile waits here, in order.
     bool loading = false;
     std::vector<ShardMessage> waiting;
-    core::Gcra rate;  // --room-rate-limit
+    core::Gcra rate;  // --room-rate-limit (also the fallback when Redis cannot answer)
+    // --room-rate-limit with Redis: publishes waiting, in order, for the shared GCRA's answer.
+    std::deque<ShardMessage> rate_waiting;
     // --dedupe-window: client message ids seen, with their offset, oldest first for expiry.
     std::unordered_map<std::string, uint64_t> seen;
     std::deque<std::pair<int64_t, std::string>> seen_order;
@@ -141,6 +143,9 @@ class RoomShard : public core::IterationHook {
   void room_loaded(const std::string& id, uint64_t incarnation, store::Status status,
                    const store::RoomState& state);
   bool is_duplicate(Room& room, const ShardMessage& m, uint64_t* offset);
+  bool shared_rate_limit() const;
+  void on_rate_decision(const std::string& id, uint64_t incarnation, store::Status status,
+                        store::RateDecision decision);
   void deliver_published(Room& room, const Frame& frame);
   void persist(const Room& room, const Frame& frame);
   void submit_appends();  // this iteration's appends, as one store request

@@ -90,6 +90,7 @@ struct ShardMessage {
   uint64_t members = 0;
   int status = 0;
   bool client_message_id = false;  // kPublish: the id came from the client (deduplicated)
+  bool rate_checked = false;       // kPublish: the room's shared rate limit already let it in
   std::string room_id;
   std::string content, message_id, sent_at, sender, traceparent, tracestate;
   Frame frame;
