@@ -1,6 +1,8 @@
 // cluster/room_shard.cc — room ownership, offsets, fanout, and the cross-thread protocol.
 #include "cluster/room_shard.h"
 
+#include <simdjson.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -28,6 +30,7 @@ core::Gauge g_memberships("weir_room_memberships", "Members summed over rooms");
 constexpr size_t kFrameHeaderRoom = 10;    // the largest unmasked header for a text frame
 constexpr size_t kMaxSeenIds = 100000;     // message ids a room remembers at most
 constexpr size_t kMaxClosedRooms = 65536;  // emptied rooms whose epoch and offsets are kept
+constexpr uint64_t kSeedMessages = 10000;  // recent messages whose ids a loading room reads
 
 }  // namespace
 
@@ -134,21 +137,25 @@ RoomShard::Room& RoomShard::create_room(const std::string& id) {
   room.transit.assign(service_.threads(), 0);
   room.rate = core::Gcra(config.room_rate_limit, config.room_rate_burst);
   // With history in a store the room continues its stored epoch and offsets (after a restart,
-  // or after its last member left); the first join waits for them.
+  // or after its last member left) and remembers the message ids of its recent history; the
+  // first join waits for both.
   store::Store* store = service_.store();
   room.loading = store && config.durability != Durability::kNone;
+  bool known = false;
   if (auto closed = closed_rooms_.find(id); closed != closed_rooms_.end()) {
     if (store) {  // without a store a room's history ends with it (docs/protocol.md)
       room.epoch = closed->second.state.epoch;
       room.last_offset = room.delivered = closed->second.state.last_offset;
-      room.loading = false;
+      known = true;
     }
     closed_rooms_.erase(closed);  // its entry in closed_order_ goes when it comes up
   }
   if (!room.loading && room.epoch == 0) room.epoch = service_.new_epoch();
   Room& created = owned_.emplace(id, std::move(room)).first->second;
   g_rooms.inc();
-  if (created.loading) {
+  if (created.loading && known) {
+    load_recent_ids(created);
+  } else if (created.loading) {
     store->room_state(id, [this, id, incarnation = created.incarnation](store::Status status,
                                                                         store::RoomState state) {
       room_loaded(id, incarnation, status, state);
@@ -171,6 +178,44 @@ void RoomShard::room_loaded(const std::string& id, uint64_t incarnation, store::
       log_warn("room %s: store unavailable (%s), starting a new epoch", id.c_str(),
                store::to_string(status));
   }
+  load_recent_ids(room);
+}
+
+// --dedupe-window across restarts and emptied rooms: the message ids of the room's recent
+// history (at most kSeedMessages, those stored within the window) go back into `seen`.
+void RoomShard::load_recent_ids(Room& room) {
+  const int64_t window = service_.config().dedupe_window_ms;
+  if (window <= 0 || room.last_offset == 0) return finish_loading(room);
+  uint64_t count = std::min<uint64_t>(room.last_offset, kSeedMessages);
+  service_.store()->read_room(
+      room.id, room.epoch, room.last_offset - count, count,
+      [this, id = room.id, incarnation = room.incarnation](
+          store::Status status, std::vector<store::StoredMessage> messages, uint64_t) {
+        auto it = owned_.find(id);
+        if (it == owned_.end() || it->second.incarnation != incarnation) return;
+        if (status == store::Status::kOk) seed_seen_ids(it->second, messages);
+        finish_loading(it->second);
+      });
+}
+
+void RoomShard::seed_seen_ids(Room& room, const std::vector<store::StoredMessage>& messages) {
+  static thread_local simdjson::dom::parser parser;
+  const int64_t window = service_.config().dedupe_window_ms;
+  const int64_t wall = core::wall_ms(), mono = core::monotonic_ms();
+  for (const store::StoredMessage& m : messages) {
+    int64_t left = m.stored_ms + window - wall;
+    if (left <= 0) continue;
+    std::string_view message_id;
+    simdjson::dom::element doc;
+    if (parser.parse(m.payload).get(doc) ||
+        doc["message"]["message_id"].get_string().get(message_id))
+      continue;
+    auto [it, fresh] = room.seen.try_emplace(std::string(message_id), m.offset);
+    if (fresh) room.seen_order.emplace_back(mono + left, it->first);
+  }
+}
+
+void RoomShard::finish_loading(Room& room) {
   room.loading = false;
   std::vector<ShardMessage> waiting;
   waiting.swap(room.waiting);

@@ -143,6 +143,9 @@ class RoomShard : public core::IterationHook {
   void room_loaded(const std::string& id, uint64_t incarnation, store::Status status,
                    const store::RoomState& state);
   bool is_duplicate(Room& room, const ShardMessage& m, uint64_t* offset);
+  void load_recent_ids(Room& room);
+  void seed_seen_ids(Room& room, const std::vector<store::StoredMessage>& messages);
+  void finish_loading(Room& room);
   bool shared_rate_limit() const;
   void on_rate_decision(const std::string& id, uint64_t incarnation, store::Status status,
                         store::RateDecision decision);

@@ -575,3 +575,47 @@ TEST(RoomsStore, RoomRateLimitHoldsAcrossNodesThroughRedis) {
 
 }  // namespace
 }  // namespace weir
+
+namespace weir {
+namespace {
+
+// --dedupe-window holds across a restart (a new server over the same SQLite file) and across
+// the room emptying: the room reads its recent ids back when it comes to life.
+TEST(RoomsStore, DedupeOutlivesARestartAndTheRoomEmptying) {
+  std::string path = ::testing::TempDir() + "weir-dedupe-" + std::to_string(::getpid()) + ".db";
+  std::filesystem::remove(path);
+  std::string error;
+  uint64_t epoch = 0;
+  {
+    StoredRooms first(1, {}, store::open_backend("sqlite:" + path, &error));
+    ASSERT_TRUE(first.server.started()) << error;
+    WsConn a(first.server.port());
+    ASSERT_TRUE(a.ok());
+    epoch = a.join("idem").n("epoch");
+    a.send(message_json("idem", "once", "pay-42"));
+    EXPECT_EQ(offsets_until(a, 1), std::vector<uint64_t>{1});
+    a.send(R"({"leave_room":{"room_id":"idem"}})");
+    a.expect("room_left");
+    a.join("idem");  // the room came back from empty
+    a.send(message_json("idem", "twice", "pay-42"));
+    Env e = a.expect("error");
+    EXPECT_EQ(e.s("code"), "duplicate") << e.raw;
+  }
+  StoredRooms second(1, {}, store::open_backend("sqlite:" + path, &error));
+  ASSERT_TRUE(second.server.started()) << error;
+  WsConn b(second.server.port());
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b.join("idem").n("epoch"), epoch);
+  b.send(message_json("idem", "after restart", "pay-42"));
+  Env e = b.expect("error");
+  EXPECT_EQ(e.s("code"), "duplicate") << e.raw;
+  EXPECT_EQ(e.n("offset"), 1u);
+  b.send(message_json("idem", "new", "pay-43"));
+  EXPECT_EQ(offsets_until(b, 2), std::vector<uint64_t>{2});
+  std::filesystem::remove(path);
+  std::filesystem::remove(path + "-wal");
+  std::filesystem::remove(path + "-shm");
+}
+
+}  // namespace
+}  // namespace weir
