@@ -2,8 +2,9 @@
 # tests/interop/load_tool_test.sh — drives build/weir-load end to end: argument errors (exit 2),
 # tcp-echo against `weir --tcp-echo`, echo/hold against a Python `websockets` echo server
 # (text, binary, permessage-deflate), error detection (corrupted echoes, refused and silent
-# servers), valid CSV and SVG output, and echo (also at a fixed --rate) and hold against weir's
-# own /echo.
+# servers), valid CSV and SVG output, echo (also at a fixed --rate) and hold against weir's
+# own /echo, and fanout --resume-every against weir's /ws (members drop and resume; nothing
+# lost, repeated or reordered).
 #
 # Usage: tests/interop/load_tool_test.sh [BUILD_DIR]   (default: build)
 # Everything started here is stopped by PID; every run is bounded by `timeout`.
@@ -86,7 +87,8 @@ run_load() {
 
 # ------------------------------------------------------------------ argument errors
 for args in "" "flood" "echo" "echo --url ws://127.0.0.1:1/echo --size 3" "tcp-echo --addr nowhere" \
-  "hold --url ws://127.0.0.1:1/echo --depth 2" "echo --url wss://127.0.0.1:1/echo"; do
+  "hold --url ws://127.0.0.1:1/echo --depth 2" "echo --url wss://127.0.0.1:1/echo" \
+  "fanout --url ws://127.0.0.1:1/ws --resume-every 50ms" "fanout --url ws://127.0.0.1:1/ws --members 0 --resume-every 1s"; do
   # shellcheck disable=SC2086
   timeout 5 "$LOAD" $args >/dev/null 2>"$TMP/usage.err"
   rc=$?
@@ -97,6 +99,7 @@ for args in "" "flood" "echo" "echo --url ws://127.0.0.1:1/echo --size 3" "tcp-e
   fi
 done
 if timeout 5 "$LOAD" echo --help | grep -q -- "--depth"; then pass "echo --help lists its flags"; else fail "echo --help"; fi
+if timeout 5 "$LOAD" fanout --help | grep -q -- "--resume-every DURATION"; then pass "fanout --help lists --resume-every"; else fail "fanout --help"; fi
 
 # ------------------------------------------------------------------ tcp-echo vs weir --tcp-echo
 if [ -x "$WEIR" ]; then
@@ -246,6 +249,36 @@ if [ -x "$WEIR" ]; then
       run_load weir_hold 30 hold --url "$url" --connections 500 --rate 1000/s --seconds 2 --ping-interval 500ms --quiet
       expect "weir held 500 connections from many source addresses" "$TMP/weir_hold.json" "j['up_at_end'] == 500 and j['pongs_missed'] == 0"
     fi
+  fi
+fi
+
+# ------------------------------------------------------------------ fanout --resume-every vs weir /ws
+# Every receiving member drops its connection (RST) about once a second, reconnects and resumes
+# its session from the last offset it processed, while publishers keep the rooms busy: every
+# resume must be recovered, and every member must still get every offset exactly once, in order.
+if [ -x "$WEIR" ]; then
+  port=$(free_port)
+  "$WEIR" --listen "127.0.0.1:$port" --threads 2 --log-level warn >"$TMP/weir-resume.log" 2>&1 &
+  PIDS+=($!)
+  if wait_port "$port"; then
+    run_load resume 40 fanout --url "ws://127.0.0.1:$port/ws" --rooms 2 --members 5 --publishers 2 \
+      --rate 0 --depth 4 --size 64 --warmup-seconds 1 --seconds 3 --resume-every 1s --threads 2 \
+      --csv "$TMP/resume.csv"
+    [ "$RC" -eq 0 ] && pass "fanout --resume-every exits 0" || fail "fanout --resume-every exit $RC: $(tail -5 "$TMP/resume.err")"
+    expect "fanout --resume-every: members dropped and resumed" "$TMP/resume.json" \
+      "j['resumes']['done'] >= 10 and j['resumes']['done'] == j['resumes']['started'] and j['resumes']['failed'] == 0"
+    expect "fanout --resume-every: every resume recovered, with replays" "$TMP/resume.json" \
+      "j['resumes']['recovered'] == j['resumes']['done'] and j['resumes']['not_recovered'] == 0 and j['resumes']['replayed'] > 0"
+    expect "fanout --resume-every: no loss, no order violation, no duplicate" "$TMP/resume.json" \
+      "j['deliveries'] > 1000 and j['lost'] == 0 and j['order_violations'] == 0 and j['duplicates'] == 0 and j['expected_deliveries'] == j['received_deliveries'] and j['errors']['total'] == 0"
+    expect "fanout --resume-every: resume latency percentiles are ordered" "$TMP/resume.json" \
+      "0 < j['resumes']['latency_ms']['p50'] <= j['resumes']['latency_ms']['p99'] <= j['resumes']['latency_ms']['max']"
+    grep -q "resumes [1-9][0-9]* ([1-9][0-9]* recovered, 0 failed)" "$TMP/resume.err" &&
+      pass "fanout --resume-every: the progress line counts resumes" || fail "no resumes in the progress line"
+    head -1 "$TMP/resume.csv" | grep -q ",resumes,resumes_recovered,replayed,resume_p99_ms" &&
+      pass "fanout --resume-every: CSV has the resume columns" || fail "CSV lacks the resume columns"
+  else
+    fail "weir (fanout --resume-every) did not start: $(tail -3 "$TMP/weir-resume.log")"
   fi
 fi
 

@@ -6,6 +6,9 @@
 // and deliveries have been quiet for 300 ms, at most 5 s), close. Loss is counted after the
 // drain from offsets: each member owed every offset from its join offset + 1 to the highest
 // offset any member of its room saw.
+//
+// --resume-every drops members on purpose while messages flow (fanout_client.h); the drain
+// also waits for resumes under way, and the summary adds how they went (`resumes`).
 #include <unistd.h>
 
 #include <algorithm>
@@ -33,8 +36,18 @@ constexpr int kMaxRoomsListed = 20;
 
 struct RoomTotals {
   uint64_t members = 0, last_offset = 0, expected = 0, received = 0, lost = 0, skipped = 0,
-           violations = 0;
+           violations = 0, duplicates = 0;
 };
+
+std::vector<std::string> series_columns(const Options& o) {
+  std::vector<std::string> columns({"joined", "published_per_sec", "deliveries_per_sec",
+                                    "expected_per_sec", "p50_ms", "p90_ms", "p99_ms", "max_ms",
+                                    "order_violations", "skipped", "errors"});
+  if (o.resume_every_ms > 0)
+    for (const char* c : {"resumes", "resumes_recovered", "replayed", "resume_p99_ms"})
+      columns.push_back(c);
+  return columns;
+}
 
 class FanoutRun {
  public:
@@ -43,8 +56,7 @@ class FanoutRun {
         total_(static_cast<size_t>(o.rooms) * o.members + o.publishers),
         threads_(static_cast<int>(std::min<size_t>(o.threads, total_))),
         clock_(threads_, [this](const PhaseRow& row) { add_row(row); }),
-        series_({"joined", "published_per_sec", "deliveries_per_sec", "expected_per_sec", "p50_ms",
-                 "p90_ms", "p99_ms", "max_ms", "order_violations", "skipped", "errors"}) {
+        series_(series_columns(o)) {
     room_prefix_ = "load-" + std::to_string(::getpid()) + "-" +
                    std::to_string(core::monotonic_ms() % 100000) + "-";
   }
@@ -58,6 +70,8 @@ class FanoutRun {
   uint64_t errors() const;
   std::string summary() const;
   void write_rooms(JsonWriter& j) const;
+  void write_resumes(JsonWriter& j) const;
+  std::string resume_progress(const PhaseRow& row) const;
   void write_outputs() const;
   void each(void (FanoutWorker::*fn)()) {
     threads_.run_on_each([fn](Worker& w) { (static_cast<FanoutWorker&>(w).*fn)(); });
@@ -71,6 +85,7 @@ class FanoutRun {
   ErrorLog errors_;
   TimeSeries series_;
   Histogram measured_;
+  Histogram resume_latency_;  // the whole run's
   LoadCounters measure_start_, measure_end_, final_;
   double measured_seconds_ = 0;
   std::vector<RoomTotals> rooms_;
@@ -103,22 +118,47 @@ void FanoutRun::add_row(const PhaseRow& row) {
   double deliveries = (c.messages_received - row.before.messages_received) / row.dt;
   // Every member of the room gets each message, publishers included.
   double room_size = (static_cast<double>(o_.rooms) * o_.members + o_.publishers) / o_.rooms;
-  auto ms = [&](double p) { return h.count() ? h.percentile(p) / 1e6 : NAN; };
-  series_.add_row(row.t, row.phase,
-                  {static_cast<double>(c.connections_open), published, deliveries,
-                   published * room_size, ms(50), ms(90), ms(99), h.count() ? h.max() / 1e6 : NAN,
-                   static_cast<double>(c.order_violations), static_cast<double>(c.skipped),
-                   static_cast<double>(c.errors())});
+  auto ms = [](const Histogram& h, double p) { return h.count() ? h.percentile(p) / 1e6 : NAN; };
+  std::vector<double> values(
+      {static_cast<double>(c.connections_open), published, deliveries, published * room_size,
+       ms(h, 50), ms(h, 90), ms(h, 99), h.count() ? h.max() / 1e6 : NAN,
+       static_cast<double>(c.order_violations), static_cast<double>(c.skipped),
+       static_cast<double>(c.errors() + c.resume_failures)});
+  if (o_.resume_every_ms > 0)
+    values.insert(values.end(),
+                  {static_cast<double>(c.resumes), static_cast<double>(c.resumes_recovered),
+                   static_cast<double>(c.replayed), ms(row.resume_latency, 99)});
+  series_.add_row(row.t, row.phase, values);
   if (std::string_view(row.phase) == "measure") measured_.merge(h);
+  resume_latency_.merge(row.resume_latency);
   if (o_.quiet) return;
-  std::fprintf(
-      stderr,
-      "fanout %6.1fs %-7s joined %llu/%zu  published %s/s  deliveries %s/s  p50 %s "
-      "p99 %s  order violations %llu  skipped %llu  errors %llu\n",
-      row.t, row.phase, static_cast<unsigned long long>(c.connections_open), total_,
-      human_count(published).c_str(), human_count(deliveries).c_str(), latency_text(h, 50).c_str(),
-      latency_text(h, 99).c_str(), static_cast<unsigned long long>(c.order_violations),
-      static_cast<unsigned long long>(c.skipped), static_cast<unsigned long long>(c.errors()));
+  std::fprintf(stderr,
+               "fanout %6.1fs %-7s joined %llu/%zu  published %s/s  deliveries %s/s  p50 %s "
+               "p99 %s  order violations %llu  skipped %llu  errors %llu%s\n",
+               row.t, row.phase, static_cast<unsigned long long>(c.connections_open), total_,
+               human_count(published).c_str(), human_count(deliveries).c_str(),
+               latency_text(h, 50).c_str(), latency_text(h, 99).c_str(),
+               static_cast<unsigned long long>(c.order_violations),
+               static_cast<unsigned long long>(c.skipped),
+               static_cast<unsigned long long>(c.errors() + c.resume_failures),
+               resume_progress(row).c_str());
+}
+
+// "  resumes 12 (12 recovered, 0 failed) replayed 340  resume p50 2.1ms p99 4.1ms": totals so
+// far, percentiles of this row's resumes.
+std::string FanoutRun::resume_progress(const PhaseRow& row) const {
+  if (o_.resume_every_ms <= 0) return "";
+  const LoadCounters& c = row.now;
+  char line[200];
+  std::snprintf(line, sizeof line,
+                "  resumes %llu (%llu recovered, %llu failed) replayed %llu  resume p50 %s p99 %s",
+                static_cast<unsigned long long>(c.resumes),
+                static_cast<unsigned long long>(c.resumes_recovered),
+                static_cast<unsigned long long>(c.resume_failures),
+                static_cast<unsigned long long>(c.replayed),
+                latency_text(row.resume_latency, 50).c_str(),
+                latency_text(row.resume_latency, 99).c_str());
+  return line;
 }
 
 // Loss and order per room, from every member's offsets after the drain.
@@ -138,6 +178,7 @@ void FanoutRun::account() {
     t.lost += r.offsets.lost(t.last_offset);
     t.skipped += r.offsets.skipped();
     t.violations += r.offsets.order_violations();
+    t.duplicates += r.offsets.duplicates();
   }
   for (const RoomTotals& t : rooms_) {
     all_.members += t.members;
@@ -146,15 +187,18 @@ void FanoutRun::account() {
     all_.lost += t.lost;
     all_.skipped += t.skipped;
     all_.violations += t.violations;
+    all_.duplicates += t.duplicates;
   }
 }
 
 // Announced skips (--slow-consumer skip) are the server keeping its promise; silent loss,
-// disorder, drops and refusals are errors.
+// disorder, drops and refusals are errors, and so is a resume that failed or did not recover
+// everything (the member was promised every message after its offset).
 uint64_t FanoutRun::errors() const {
   uint64_t silent_loss = all_.lost > all_.skipped ? all_.lost - all_.skipped : 0;
   return final_.connect_failures + final_.unexpected_closes + final_.protocol_errors +
-         all_.violations + silent_loss;
+         all_.violations + silent_loss + final_.resume_failures +
+         (final_.resumes - final_.resumes_recovered);
 }
 
 int FanoutRun::run() {
@@ -182,7 +226,7 @@ int FanoutRun::run() {
       last_deliveries = c.messages_received;
       quiet_since = now;
     }
-    return c.acks >= c.messages_sent && now - quiet_since >= kQuietMs;
+    return c.acks >= c.messages_sent && c.resumes_pending() == 0 && now - quiet_since >= kQuietMs;
   });
   account();
   each(&FanoutWorker::close_all);
@@ -238,12 +282,14 @@ std::string FanoutRun::summary() const {
       .field("loss_ratio", all_.expected ? static_cast<double>(all_.lost) / all_.expected : 0.0)
       .field("skipped", all_.skipped)
       .field("order_violations", all_.violations)
+      .field("duplicates", all_.duplicates)
       .field("rooms_with_violations",
              static_cast<uint64_t>(std::count_if(rooms_.begin(), rooms_.end(),
                                                  [](const RoomTotals& t) { return t.violations; })))
       .field("publish_held_back", final_.publish_held_back)
       .field("acks", final_.acks)
       .field("unacked", final_.messages_sent - std::min(final_.acks, final_.messages_sent));
+  if (o_.resume_every_ms > 0) write_resumes(j);
   if (o_.rooms <= kMaxRoomsListed) write_rooms(j);
   j.begin_object("errors")
       .field("total", errors())
@@ -252,6 +298,8 @@ std::string FanoutRun::summary() const {
       .field("protocol_errors", final_.protocol_errors)
       .field("order_violations", all_.violations)
       .field("silent_loss", all_.lost > all_.skipped ? all_.lost - all_.skipped : 0)
+      .field("resume_failures", final_.resume_failures)
+      .field("resumes_not_recovered", final_.resumes - final_.resumes_recovered)
       .end_object()
       .field("interrupted", interrupted())
       .end_object();
@@ -269,6 +317,27 @@ void FanoutRun::write_rooms(JsonWriter& j) const {
         .field("order_violations", rooms_[k].violations)
         .end_object();
   j.end_array();
+}
+
+// The whole run's resumes (warm-up included): every drop of --resume-every and its outcome.
+void FanoutRun::write_resumes(JsonWriter& j) const {
+  const Histogram& h = resume_latency_;
+  j.begin_object("resumes")
+      .field("every_seconds", o_.resume_every_ms / 1000.0)
+      .field("started", final_.resumes_started)
+      .field("done", final_.resumes)
+      .field("recovered", final_.resumes_recovered)
+      .field("not_recovered", final_.resumes - final_.resumes_recovered)
+      .field("failed", final_.resume_failures)
+      .field("replayed", final_.replayed)
+      .begin_object("latency_ms")
+      .field("p50", h.percentile(50) / 1e6)
+      .field("p90", h.percentile(90) / 1e6)
+      .field("p99", h.percentile(99) / 1e6)
+      .field("max", h.max() / 1e6)
+      .field("mean", h.mean() / 1e6)
+      .end_object()
+      .end_object();
 }
 
 void FanoutRun::write_outputs() const {

@@ -1,4 +1,5 @@
-// tools/load/fanout_client.cc — room members, publishers, and the per-thread pacing.
+// tools/load/fanout_client.cc — room members, publishers, the per-thread pacing, and the
+// resume drill (--resume-every).
 #include "tools/load/fanout_client.h"
 
 #include <algorithm>
@@ -13,17 +14,26 @@ namespace weir::load {
 
 FanoutClient::FanoutClient(FanoutWorker& worker, const FanoutClientSpec& spec)
     : worker_(worker), spec_(spec), room_id_(worker.room_id(spec.room)) {
-  join_timer_.set_callback([this] { abort_if_unjoined(); });
+  deadline_timer_.set_callback([this] { on_deadline(); });
+  resume_timer_.set_callback([this] { drop(); });
 }
 
 FanoutClient::~FanoutClient() = default;
 
 void FanoutClient::connect() {
-  const Options& o = worker_.options();
   worker_.counters().connects_started++;
+  open_connection();
+  worker_.reactor().schedule(deadline_timer_, worker_.options().connect_timeout_ms);
+}
+
+// The first connection and every reconnect of a resume.
+void FanoutClient::open_connection() {
+  const Options& o = worker_.options();
   worker_.connector().connect(o.url.address, nullptr, o.connect_timeout_ms,
                               [this](net::Connection* conn, std::string_view error) {
                                 if (conn == nullptr) {
+                                  if (state_ == State::kResuming)
+                                    return resume_failed("reconnect failed: " + std::string(error));
                                   worker_.counters().connect_failures++;
                                   worker_.errors().report("connect failed: " + std::string(error));
                                   return;
@@ -32,12 +42,13 @@ void FanoutClient::connect() {
                                                                          &worker_.context(), this);
                                 client_ = client.get();
                                 conn->set_handler(std::move(client));
+                                if (worker_.closing()) client_->abort("run complete");
                               });
-  worker_.reactor().schedule(join_timer_, o.connect_timeout_ms);
 }
 
 void FanoutClient::close() {
-  join_timer_.cancel();
+  deadline_timer_.cancel();
+  resume_timer_.cancel();
   if (client_) client_->close(ws::kCloseNormal, "run complete");
 }
 
@@ -45,9 +56,17 @@ void FanoutClient::abort_if_unjoined() {
   if (client_ && !joined()) client_->abort("no room_joined within --connect-timeout");
 }
 
+void FanoutClient::on_deadline() {
+  if (state_ == State::kJoining) return abort_if_unjoined();
+  // A connect still pending ends by its own timeout and reports the failure.
+  if (state_ == State::kResuming && client_) client_->abort("no resumed within --connect-timeout");
+}
+
 void FanoutClient::on_open(WsClient&) {}  // the session envelope comes first
 
 void FanoutClient::on_message_data(WsClient&, std::span<const char> data, bool last) {
+  // Frames after an abort in the same read are the dropped connection's, not ours.
+  if (state_ == State::kDropped || state_ == State::kGone) return;
   std::string_view text;
   if (assembler_.feed(data, last, &text)) on_envelope(text);
 }
@@ -57,16 +76,20 @@ void FanoutClient::on_envelope(std::string_view text) {
   LoadCounters& c = worker_.counters();
   switch (e.type) {
     case RoomEvent::kSession:
-      if (client_) client_->send(ws::Opcode::kText, join_envelope(room_id_));
+      on_session(e);
       break;
     case RoomEvent::kJoined:
-      if (!joined()) {
-        join_timer_.cancel();
+      if (state_ == State::kJoining) {
+        deadline_timer_.cancel();
+        state_ = State::kLive;
         c.connections_opened++;
         c.connections_open++;
+        offsets_.joined(e.offset, e.epoch);
       }
-      offsets_.joined(e.offset, e.epoch);
       if (spec_.publisher >= 0 && worker_.sending() && worker_.ack_paced()) fill();
+      break;
+    case RoomEvent::kResumed:
+      on_resumed(e);
       break;
     case RoomEvent::kMessage:
       on_delivery(e);
@@ -79,10 +102,51 @@ void FanoutClient::on_envelope(std::string_view text) {
     case RoomEvent::kMalformed:
       c.protocol_errors++;
       worker_.errors().report("server said: " + std::string(text.substr(0, 200)));
+      if (state_ == State::kResuming) resume_failed("resume of " + room_id_ + " refused");
       break;
     default:
       break;
   }
+}
+
+// The first session is the one a resume will name. On a reconnect the server first opens a
+// fresh session (which we ignore), then answers our resume with the resumed one.
+void FanoutClient::on_session(const RoomEnvelope& e) {
+  if (!client_) return;
+  if (state_ == State::kJoining) {
+    token_ = std::string(e.token);
+    client_->send(ws::Opcode::kText, join_envelope(room_id_));
+  } else if (state_ == State::kResuming && !resume_sent_) {
+    resume_sent_ = true;
+    client_->send(ws::Opcode::kText,
+                  resume_envelope(token_, room_id_, offsets_.last_offset(), offsets_.epoch()));
+  } else if (state_ == State::kResuming && !e.token.empty()) {
+    token_ = std::string(e.token);
+  }
+}
+
+void FanoutClient::on_resumed(const RoomEnvelope& e) {
+  LoadCounters& c = worker_.counters();
+  if (state_ != State::kResuming || e.room != room_id_) {
+    c.protocol_errors++;
+    worker_.errors().report("unexpected resumed for " + std::string(e.room));
+    return;
+  }
+  deadline_timer_.cancel();
+  state_ = State::kLive;
+  c.connections_open++;
+  c.resumes++;
+  int64_t latency = core::monotonic_ns() - drop_ns_;
+  worker_.resume_latency().record(latency > 0 ? static_cast<uint64_t>(latency) : 0);
+  replay_last_ = e.offset;
+  if (e.recovered) {
+    c.resumes_recovered++;
+    return;
+  }
+  worker_.errors().report("room " + room_id_ + ": resume from offset " +
+                          std::to_string(offsets_.last_offset()) + " epoch " +
+                          std::to_string(offsets_.epoch()) + " not recovered (room at " +
+                          std::to_string(e.offset) + " epoch " + std::to_string(e.epoch) + ")");
 }
 
 void FanoutClient::on_delivery(const RoomEnvelope& e) {
@@ -95,14 +159,41 @@ void FanoutClient::on_delivery(const RoomEnvelope& e) {
   }
   c.messages_received++;
   c.bytes_received += e.content.size();
+  // A replay's latency is the outage's, reported as the resume latency instead.
+  bool replayed = e.offset <= replay_last_;
+  if (replayed) c.replayed++;
   ContentStamp stamp;
   if (!parse_content_stamp(e.content, &stamp)) return;  // someone else's message
   int64_t latency = core::monotonic_ns() - stamp.send_ns;
-  worker_.latency().record(latency > 0 ? static_cast<uint64_t>(latency) : 0);
+  if (!replayed) worker_.latency().record(latency > 0 ? static_cast<uint64_t>(latency) : 0);
   if (spec_.publisher < 0 || stamp.publisher != static_cast<uint32_t>(spec_.publisher)) return;
   c.acks++;
   if (in_flight_ > 0) in_flight_--;
   if (worker_.ack_paced()) fill();
+}
+
+void FanoutClient::start_resume_drill(int64_t first_ms) {
+  worker_.reactor().schedule(resume_timer_, first_ms);
+}
+
+// The drill: cut the connection as a network failure would (RST, unread data lost); the
+// reconnect starts when the end is reported (on_closed).
+void FanoutClient::drop() {
+  if (!worker_.sending()) return;
+  worker_.reactor().schedule(resume_timer_, worker_.next_resume_ms());
+  if (state_ != State::kLive || !client_) return;  // still resuming, or gone: skip this one
+  state_ = State::kDropped;
+  drop_ns_ = core::monotonic_ns();
+  worker_.counters().resumes_started++;
+  client_->abort("resume drill");
+}
+
+void FanoutClient::resume_failed(const std::string& why) {
+  deadline_timer_.cancel();
+  state_ = State::kGone;
+  worker_.counters().resume_failures++;
+  worker_.errors().report("member of " + room_id_ + ": " + why);
+  if (client_) client_->abort(why);
 }
 
 void FanoutClient::fill() {
@@ -135,18 +226,32 @@ bool FanoutClient::send_message() {
 
 void FanoutClient::on_closed(WsClient&, const WsClientEnd& end) {
   client_ = nullptr;
-  join_timer_.cancel();
   LoadCounters& c = worker_.counters();
-  if (!joined()) {
-    c.connect_failures++;
-    worker_.errors().report("did not join " + room_id_ + ": " + end.reason);
-    return;
+  switch (state_) {
+    case State::kJoining:
+      deadline_timer_.cancel();
+      c.connect_failures++;
+      worker_.errors().report("did not join " + room_id_ + ": " + end.reason);
+      return;
+    case State::kLive:
+      c.connections_open--;
+      if (worker_.closing()) return;
+      c.unexpected_closes++;
+      worker_.errors().report("member of " + room_id_ + " closed during the run: " + end.reason +
+                              " (code " + std::to_string(end.code) + ")");
+      return;
+    case State::kDropped:
+      c.connections_open--;
+      state_ = State::kResuming;
+      resume_sent_ = false;
+      assembler_.reset();
+      worker_.reactor().schedule(deadline_timer_, worker_.options().connect_timeout_ms);
+      return open_connection();
+    case State::kResuming:
+      return resume_failed("connection ended before resumed: " + end.reason);
+    case State::kGone:
+      return;
   }
-  c.connections_open--;
-  if (worker_.closing()) return;
-  c.unexpected_closes++;
-  worker_.errors().report("member of " + room_id_ + " closed during the run: " + end.reason +
-                          " (code " + std::to_string(end.code) + ")");
 }
 
 // ---------------------------------------------------------------- FanoutWorker
@@ -184,11 +289,23 @@ void FanoutWorker::start() {
 void FanoutWorker::sample(Sample* out) {
   out->counters = counters_;
   out->latency = latency_;
+  out->resume_latency = resume_latency_;
   latency_.reset();
+  resume_latency_.reset();
 }
 
+// Members that only receive are numbered 0 .. rooms x members - 1 over all threads; member s
+// first drops at (s + 1) / count of an interval, so the drops are spread evenly.
 void FanoutWorker::start_sending() {
   sending_ = true;
+  if (options_.resume_every_ms > 0) {
+    double members = static_cast<double>(options_.rooms) * options_.members;
+    for (auto& c : clients_) {
+      if (c->spec().publisher >= 0) continue;
+      double s = c->spec().index - options_.publishers;
+      c->start_resume_drill(static_cast<int64_t>(options_.resume_every_ms * (s + 1) / members));
+    }
+  }
   if (publishers_.empty()) return;
   if (ack_paced()) {
     for (FanoutClient* p : publishers_) p->fill();
@@ -201,6 +318,12 @@ void FanoutWorker::start_sending() {
 void FanoutWorker::stop_sending() {
   sending_ = false;
   tick_timer_.cancel();
+  for (auto& c : clients_) c->stop_resume_drill();
+}
+
+int64_t FanoutWorker::next_resume_ms() {
+  double u = static_cast<double>(context_.next_random() >> 11) / static_cast<double>(1ull << 53);
+  return std::max<int64_t>(1, std::llround(options_.resume_every_ms * (0.9 + 0.2 * u)));
 }
 
 // Sends what the rate makes due by now; a publisher that cannot take one is passed over, and

@@ -10,6 +10,13 @@
 //     publishers; a publisher whose socket holds more than 1 MiB unsent skips (counted as
 //     held back) instead of queueing without bound.
 //
+// With --resume-every, each member that only receives drops its connection (RST, no close
+// frame) on a timer, connects again and sends `resume` with the session token it was given and
+// the last offset and epoch it processed; after `resumed` the replayed messages and then the
+// live ones go through the same OffsetTracker, so a resume that loses, repeats or reorders
+// anything shows as loss, a duplicate or an order violation. The first drops are spread evenly
+// over one interval across all members, later ones come every interval +-10% (random).
+//
 // Thread-safety: a FanoutWorker and its clients live on one reactor thread; the main thread
 // reaches them through WorkerThreads::run_on_each.
 #pragma once
@@ -58,6 +65,9 @@ class FanoutClient final : public WsClientListener {
   void connect();
   void close();
   void abort_if_unjoined();
+  // --resume-every: the first drop `first_ms` from now, then one every interval (about).
+  void start_resume_drill(int64_t first_ms);
+  void stop_resume_drill() { resume_timer_.cancel(); }
   // Ack-paced publishing: send until --depth are in flight.
   void fill();
   // Rate-paced publishing: one message now, unless the socket is full (then false).
@@ -72,19 +82,40 @@ class FanoutClient final : public WsClientListener {
   void on_closed(WsClient& client, const WsClientEnd& end) override;
 
  private:
+  // A receiving member with --resume-every goes kLive -> kDropped -> kResuming -> kLive.
+  enum class State : uint8_t {
+    kJoining,   // first connection: waiting for the session, then for room_joined
+    kLive,      // in the room, checking deliveries
+    kDropped,   // cut by the resume drill; connects again once the end is reported
+    kResuming,  // the new connection: its session, then our resume, then `resumed`
+    kGone,      // the resume failed: what the member misses from here on is counted as loss
+  };
+
+  void open_connection();
+  void on_deadline();
   void on_envelope(std::string_view text);
+  void on_session(const RoomEnvelope& e);
+  void on_resumed(const RoomEnvelope& e);
   void on_delivery(const RoomEnvelope& e);
+  void drop();
+  void resume_failed(const std::string& why);
   bool send_message();
 
   FanoutWorker& worker_;
   FanoutClientSpec spec_;
   std::string room_id_;
+  State state_ = State::kJoining;
   WsClient* client_ = nullptr;  // owned by its connection; cleared when it ends
   MessageAssembler assembler_;
   OffsetTracker offsets_;
   uint64_t next_seq_ = 0;
   int64_t in_flight_ = 0;
-  core::Timer join_timer_;
+  std::string token_;           // the session to resume
+  bool resume_sent_ = false;    // on the current connection
+  int64_t drop_ns_ = 0;         // when the drill cut the connection
+  uint64_t replay_last_ = 0;    // the last `resumed` offset: deliveries up to it are replays
+  core::Timer deadline_timer_;  // room_joined or resumed within --connect-timeout
+  core::Timer resume_timer_;
 };
 
 class FanoutWorker final : public Worker {
@@ -111,6 +142,9 @@ class FanoutWorker final : public Worker {
   Connector& connector() { return connector_; }
   LoadCounters& counters() { return counters_; }
   Histogram& latency() { return latency_; }
+  Histogram& resume_latency() { return resume_latency_; }
+  // The time to the next drop of a member: --resume-every, +-10% at random.
+  int64_t next_resume_ms();
   ErrorLog& errors() { return *errors_; }
   const WsClientConfig& config() const { return config_; }
   bool sending() const { return sending_; }
@@ -130,6 +164,7 @@ class FanoutWorker final : public Worker {
   ClientContext context_;
   LoadCounters counters_;
   Histogram latency_;
+  Histogram resume_latency_;
   bool sending_ = false;
   bool closing_ = false;
   int64_t send_start_ms_ = 0;

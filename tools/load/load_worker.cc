@@ -25,6 +25,11 @@ void LoadCounters::add(const LoadCounters& o) {
   order_violations += o.order_violations;
   skipped += o.skipped;
   publish_held_back += o.publish_held_back;
+  resumes_started += o.resumes_started;
+  resumes += o.resumes;
+  resumes_recovered += o.resumes_recovered;
+  resume_failures += o.resume_failures;
+  replayed += o.replayed;
 }
 
 // The reactor is built on its own thread and start() is posted as the first task, so by the
@@ -79,6 +84,7 @@ Sample WorkerThreads::sample() {
     done.wait();
     total.counters.add(out->counters);
     total.latency.merge(out->latency);
+    total.resume_latency.merge(out->resume_latency);
   }
   return total;
 }

@@ -42,6 +42,14 @@ struct LoadCounters {
   uint64_t order_violations = 0;   // an offset that was not the previous one plus one
   uint64_t skipped = 0;            // offsets announced as skipped by lagged notices
   uint64_t publish_held_back = 0;  // publishes not queued: the publisher's socket was full
+  // fanout --resume-every: connections dropped on purpose, and how their resumes went.
+  uint64_t resumes_started = 0;    // dropped, to reconnect and resume
+  uint64_t resumes = 0;            // `resumed` arrived
+  uint64_t resumes_recovered = 0;  // ... with recovered:true
+  uint64_t resume_failures = 0;    // no `resumed`: reconnect failed, an error, or a timeout
+  uint64_t replayed = 0;           // deliveries up to the `resumed` offset, after it
+
+  uint64_t resumes_pending() const { return resumes_started - resumes - resume_failures; }
 
   void add(const LoadCounters& other);
   uint64_t errors() const {
@@ -52,7 +60,8 @@ struct LoadCounters {
 
 struct Sample {
   LoadCounters counters;
-  Histogram latency;  // nanoseconds, recorded since the previous sample
+  Histogram latency;         // nanoseconds, recorded since the previous sample
+  Histogram resume_latency;  // fanout --resume-every: drop to `resumed`, likewise
 };
 
 class Worker {

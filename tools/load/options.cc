@@ -204,6 +204,21 @@ const std::vector<Flag>& more_flags() {
        [](Options& o, std::string_view v, std::string* e) {
          return parse_rate(v, &o.publish_rate, e, true);
        }},
+      {"resume-every", "DURATION",
+       "each member that only receives drops its TCP connection (RST, no close frame) this "
+       "often, reconnects and resumes its session from the last offset it processed; the drops "
+       "are spread over the members. 0 = off",
+       "off", kFanout,
+       [](Options& o, std::string_view v, std::string* e) {
+         int64_t ms = 0;
+         if (!parse_duration(v, 0, &ms, e)) return false;
+         if (ms > 0 && ms < 100) {
+           *e = "expected 0 (off) or at least 100ms, got '" + std::string(v) + "'";
+           return false;
+         }
+         o.resume_every_ms = ms;
+         return true;
+       }},
       {"clients", "N", "slow clients (each pauses reading for its delay per message)", "1", kSlow,
        [](Options& o, std::string_view v, std::string* e) {
          return parse_int(v, 0, 100000, &o.clients, e);
@@ -343,6 +358,10 @@ bool validate(Options& o, std::string* error) {
   if (o.command == Command::kFanout) {
     if (static_cast<double>(o.rooms) * o.members + o.publishers > 1e6) {
       *error = "--rooms x --members + --publishers exceeds 1,000,000 connections";
+      return false;
+    }
+    if (o.resume_every_ms > 0 && o.members == 0) {
+      *error = "--resume-every drops the members that only receive, but --members is 0";
       return false;
     }
     return true;

@@ -28,6 +28,7 @@ bool PhaseRunner::run_phase(const char* name, int64_t end_ms, const Done& done) 
     bool alive = sleep_until_ms(std::min({poll, next_second, end_ms}));
     Sample s = threads_.sample();
     row_latency_.merge(s.latency);
+    row_resume_latency_.merge(s.resume_latency);
     int64_t now = core::monotonic_ms();
     bool finished = !alive || now >= end_ms || (done && done(s.counters));
     if (finished || now >= next_second) add_row(name, now, s.counters);
@@ -38,8 +39,9 @@ bool PhaseRunner::run_phase(const char* name, int64_t end_ms, const Done& done) 
 void PhaseRunner::add_row(const char* name, int64_t now_ms, const LoadCounters& counters) {
   double dt = static_cast<double>(std::max<int64_t>(now_ms - row_ms_, 1)) / 1000.0;
   double t = static_cast<double>(now_ms - start_ms_) / 1000.0;
-  on_row_(PhaseRow{name, t, dt, counters, row_counters_, row_latency_});
+  on_row_(PhaseRow{name, t, dt, counters, row_counters_, row_latency_, row_resume_latency_});
   row_latency_.reset();
+  row_resume_latency_.reset();
   row_counters_ = counters;
   row_ms_ = now_ms;
 }

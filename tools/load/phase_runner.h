@@ -23,7 +23,8 @@ struct PhaseRow {
   double dt;  // seconds since the previous row
   const LoadCounters& now;
   const LoadCounters& before;
-  const Histogram& latency;  // recorded since the previous row
+  const Histogram& latency;         // recorded since the previous row
+  const Histogram& resume_latency;  // likewise (fanout --resume-every)
 };
 
 class PhaseRunner {
@@ -53,6 +54,7 @@ class PhaseRunner {
   int64_t row_ms_;
   LoadCounters row_counters_;
   Histogram row_latency_;
+  Histogram row_resume_latency_;
 };
 
 }  // namespace weir::load

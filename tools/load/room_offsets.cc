@@ -27,7 +27,10 @@ OffsetTracker::Arrival OffsetTracker::on_message(uint64_t offset, uint64_t epoch
     return Arrival::kInOrder;
   }
   violations_++;
-  if (offset < next_) return Arrival::kBackwards;  // a duplicate or a late one: not counted
+  if (offset < next_) {  // a duplicate or a late one: not counted as received
+    duplicates_++;
+    return Arrival::kBackwards;
+  }
   gap_messages_ += offset - next_;
   next_ = offset + 1;
   received_++;

@@ -7,6 +7,10 @@
 // is loss but not a violation. Loss is only known at the end, against the room's last offset
 // (the highest any member saw): expected = last - J, lost = expected - received.
 //
+// A member that resumes its session on a new connection keeps its tracker: the server replays
+// what it missed from its last offset on, so the rules above hold across the reconnect, and a
+// replayed offset it had already processed shows as a duplicate.
+//
 // Thread-safety: none; a plain value owned by one connection on one reactor thread.
 #pragma once
 
@@ -29,10 +33,13 @@ class OffsetTracker {
   bool is_joined() const { return joined_; }
   uint64_t join_offset() const { return join_offset_; }
   uint64_t last_offset() const { return next_ - 1; }  // highest offset seen (join offset at first)
+  uint64_t epoch() const { return epoch_; }
   uint64_t received() const { return received_; }
   uint64_t order_violations() const { return violations_; }
   uint64_t gap_messages() const { return gap_messages_; }  // missing without a notice
-  uint64_t skipped() const { return skipped_; }            // announced by lagged notices
+  // Offsets at or below one already seen: a duplicate, or one that came after a later one.
+  uint64_t duplicates() const { return duplicates_; }
+  uint64_t skipped() const { return skipped_; }  // announced by lagged notices
   uint64_t epoch_changes() const { return epoch_changes_; }
 
   // Deliveries this member owed, and did not get, given the room's last offset.
@@ -52,6 +59,7 @@ class OffsetTracker {
   uint64_t received_ = 0;
   uint64_t violations_ = 0;
   uint64_t gap_messages_ = 0;
+  uint64_t duplicates_ = 0;
   uint64_t skipped_ = 0;
   uint64_t epoch_changes_ = 0;
 };

@@ -122,7 +122,16 @@ RoomEnvelope parse_room_envelope(std::string_view json) {
     json_find_string(json, "message", &e.text);
     e.type = RoomEvent::kError;
   } else if (key == "session") {
+    json_find_string(json, "token", &e.token);
     e.type = RoomEvent::kSession;
+  } else if (key == "resumed") {
+    std::string_view recovered;
+    e.type = RoomEvent::kOther;
+    if (json_find_string(json, "room_id", &e.room) && json_find_uint(json, "offset", &e.offset) &&
+        json_find_uint(json, "epoch", &e.epoch)) {
+      e.recovered = json_find_scalar(json, "recovered", &recovered) && recovered == "true";
+      e.type = RoomEvent::kResumed;
+    }
   } else if (key == "room_left") {
     json_find_string(json, "room_id", &e.room);
     e.type = RoomEvent::kLeft;
@@ -134,6 +143,13 @@ RoomEnvelope parse_room_envelope(std::string_view json) {
 
 std::string join_envelope(std::string_view room) {
   return "{\"join_room\":{\"room_id\":\"" + std::string(room) + "\"}}";
+}
+
+std::string resume_envelope(std::string_view token, std::string_view room, uint64_t offset,
+                            uint64_t epoch) {
+  return "{\"resume\":{\"token\":\"" + std::string(token) + "\",\"rooms\":{\"" + std::string(room) +
+         "\":{\"offset\":" + std::to_string(offset) + ",\"epoch\":" + std::to_string(epoch) +
+         "}}}}";
 }
 
 bool parse_content_stamp(std::string_view content, ContentStamp* out) {

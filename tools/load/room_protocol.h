@@ -24,26 +24,34 @@ enum class RoomEvent : uint8_t {
   kMessage,
   kLagged,
   kLeft,
+  kResumed,
   kError,
-  kOther,      // a known-good envelope the tool does not use (resumed, ...)
+  kOther,      // a known-good envelope the tool does not use (or a resumed without numbers)
   kMalformed,  // not an envelope, or a message/joined without its numbers
 };
 
 struct RoomEnvelope {
   RoomEvent type = RoomEvent::kMalformed;
-  std::string_view room;      // room_joined/lagged/room_left room_id, message target
+  std::string_view room;      // room_joined/lagged/room_left/resumed room_id, message target
+  std::string_view token;     // session
   std::string_view content;   // message (raw)
   std::string_view code;      // error code
   std::string_view text;      // error message
-  uint64_t offset = 0;        // message, room_joined
-  uint64_t epoch = 0;         // message, room_joined
+  uint64_t offset = 0;        // message, room_joined, resumed (the room's last offset)
+  uint64_t epoch = 0;         // message, room_joined, resumed
   uint64_t from = 0, to = 0;  // lagged: skipped offsets, inclusive
+  bool recovered = false;     // resumed: every missed message follows
 };
 
 RoomEnvelope parse_room_envelope(std::string_view json);
 
 // {"join_room":{"room_id":"ROOM"}}
 std::string join_envelope(std::string_view room);
+
+// {"resume":{"token":"TOKEN","rooms":{"ROOM":{"offset":OFFSET,"epoch":EPOCH}}}}: the session of
+// `token` back, in `room`, with every message after `offset` (docs/protocol.md).
+std::string resume_envelope(std::string_view token, std::string_view room, uint64_t offset,
+                            uint64_t epoch);
 
 // What a load publisher writes at the start of the content: "t=SEND_NS,p=PUBLISHER,s=SEQ;",
 // then '.' up to the content size.
@@ -71,6 +79,11 @@ class MessageAssembler {
   // Feeds one span; returns true when `last` completed a message, now in *message (valid
   // until the next feed()).
   bool feed(std::span<const char> data, bool last, std::string_view* message);
+  // Forgets a message cut short (its connection ended).
+  void reset() {
+    buffer_.clear();
+    partial_ = false;
+  }
 
  private:
   std::string buffer_;
