@@ -1,0 +1,100 @@
+// cluster/swim_codec.h — the SWIM membership wire format: one authenticated UDP datagram per
+// message, binary, big-endian, every length checked before it is read.
+//
+//   0   u8   magic 0x57 ('W')
+//   1   u8   version (1)
+//   2   u8   type (MessageType)
+//   3   u8   flags (kFlagWantsReply: a join that asks for the receiver's state)
+//   4   u32  seq (probe sequence number; 0 when unused)
+//   8   str  sender node id
+//       type-specific: ping: str target id; ping-req: str target id, addr target address
+//   .   u8   update count, then per update: u8 state, u32 incarnation, str node id, addr
+//   .   16   tag: HMAC-SHA256(secret, every byte before it), truncated to 16 bytes
+//
+//   str  = u8 length (1..64) + bytes;  addr = u8 family (4|6) + 4|16 address bytes + u16 port
+//
+// A datagram never exceeds kMaxPacket bytes, so it passes any path MTU without fragmenting;
+// updates that do not fit wait for the next packet (piggybacking) or go in another one (state).
+//
+// Thread-safety: free functions and PacketWriter instances are independent; no shared state.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "net/address.h"
+
+namespace weir::cluster {
+
+enum class MessageType : uint8_t {
+  kPing = 1,     // probe: the target answers with an ack of the same seq
+  kPingReq = 2,  // ask the receiver to ping `target` for us and forward the ack
+  kAck = 3,
+  kJoin = 4,     // push of the sender's whole state; kFlagWantsReply asks for the receiver's
+  kJoinAck = 5,  // the receiver's whole state, answering a join
+  kGossip = 6,   // updates only (a leave broadcast)
+};
+
+enum class MemberState : uint8_t { kAlive = 0, kSuspect = 1, kDead = 2, kLeft = 3 };
+
+const char* member_state_name(MemberState state);
+const char* message_type_name(MessageType type);
+
+// What one node claims about another (or itself): state at an incarnation.
+struct MemberUpdate {
+  MemberState state = MemberState::kAlive;
+  uint32_t incarnation = 0;
+  std::string node_id;
+  net::SocketAddress address;
+};
+
+struct SwimMessage {
+  MessageType type = MessageType::kPing;
+  uint8_t flags = 0;
+  uint32_t seq = 0;
+  std::string sender;
+  std::string target;                 // kPing, kPingReq
+  net::SocketAddress target_address;  // kPingReq
+  std::vector<MemberUpdate> updates;
+};
+
+constexpr uint8_t kSwimMagic = 0x57;
+constexpr uint8_t kSwimVersion = 1;
+constexpr uint8_t kFlagWantsReply = 1;
+constexpr size_t kMaxPacket = 1400;
+constexpr size_t kTagBytes = 16;
+constexpr size_t kMaxNodeId = 64;
+
+enum class DecodeStatus { kOk, kBadTag, kMalformed };
+
+// Verifies the tag (constant time), then parses. Never reads outside `packet`.
+DecodeStatus decode_packet(std::string_view packet, std::string_view secret, SwimMessage* out);
+// Parses an unauthenticated body (everything before the tag). Exposed for tests and fuzzing.
+bool parse_body(std::string_view body, SwimMessage* out);
+// The bytes `update` takes on the wire.
+size_t encoded_size(const MemberUpdate& update);
+
+// Builds one datagram: begin() writes the header, add_update() appends updates while they fit,
+// finish() signs it. Reusable: begin() starts over without freeing the buffer.
+class PacketWriter {
+ public:
+  explicit PacketWriter(std::string secret) : secret_(std::move(secret)) {}
+  // False when an id is empty or longer than kMaxNodeId (a programming error upstream).
+  bool begin(const SwimMessage& header);
+  // False (and nothing written) when the update would push the packet past kMaxPacket.
+  bool add_update(const MemberUpdate& update);
+  size_t update_count() const { return count_; }
+  // Signs and returns the datagram; valid until the next begin().
+  std::string_view finish();
+
+ private:
+  std::string secret_;
+  std::string buf_;
+  size_t count_pos_ = 0;
+  size_t count_ = 0;
+};
+
+}  // namespace weir::cluster
