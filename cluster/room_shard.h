@@ -104,6 +104,7 @@ class RoomShard : public core::IterationHook {
   void receive(std::vector<ShardMessage>& batch);
   void on_end_of_iteration() override;  // fans out the rooms' pending frames, posts the outboxes
 
+  // Shard thread only, like everything here (tests read them through the reactor).
   size_t owned_rooms() const { return owned_.size(); }
   size_t local_rooms() const { return local_.size(); }
 
