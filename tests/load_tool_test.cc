@@ -743,6 +743,16 @@ TEST(LoadRoomProtocol, ReadsEveryEnvelopeTheServerSends) {
   EXPECT_EQ(parse_room_envelope(R"({"session":{"token":"t","member_id":"m1","rooms":[]}})").type,
             RoomEvent::kSession);
   EXPECT_EQ(parse_room_envelope(R"({"resumed":{"room_id":"r"}})").type, RoomEvent::kOther);
+  e = parse_room_envelope(
+      R"({"resumed":{"room_id":"r2","recovered":true,"offset":41,"epoch":9007199254740991}})");
+  EXPECT_EQ(e.type, RoomEvent::kResumed);
+  EXPECT_EQ(e.room, "r2");
+  EXPECT_TRUE(e.recovered);
+  EXPECT_EQ(e.offset, 41u);
+  EXPECT_EQ(e.epoch, 9007199254740991u);
+  e = parse_room_envelope(R"({"resumed":{"room_id":"r2","recovered":false,"offset":3,"epoch":1}})");
+  EXPECT_EQ(e.type, RoomEvent::kResumed);
+  EXPECT_FALSE(e.recovered);
   EXPECT_EQ(parse_room_envelope(R"({"message":{"target":"r","content":"x"}})").type,
             RoomEvent::kMalformed);  // no offset: cannot be checked
   EXPECT_EQ(parse_room_envelope("garbage").type, RoomEvent::kMalformed);
@@ -1516,6 +1526,31 @@ TEST(LoadOptions, EchoRateIsMessagesPerSecondAndZeroMeansByDepth) {
   EXPECT_EQ(parse({"tcp-echo", "--addr", "127.0.0.1:7000", "--rate", "100"}, &o, &e),
             ParseStatus::kError);
   EXPECT_NE(usage(Command::kEcho).find("--rate R/s"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace weir::load
+
+namespace weir::load {
+namespace {
+
+TEST(LoadRoomProtocol, ResumeEnvelopeNamesTheTokenRoomOffsetAndEpoch) {
+  EXPECT_EQ(resume_envelope("m1.5.ab", "lobby", 12, 34),
+            R"({"resume":{"token":"m1.5.ab","rooms":{"lobby":{"offset":12,"epoch":34}}}})");
+}
+
+// A resumed member's tracker spans the reconnect: a replay of what it already had is a
+// duplicate, the next offset is in order.
+TEST(LoadOffsetTracker, ReplayedOffsetsAlreadySeenCountAsDuplicates) {
+  OffsetTracker t;
+  t.joined(0, 7);
+  for (uint64_t o = 1; o <= 5; ++o) EXPECT_EQ(t.on_message(o, 7), OffsetTracker::Arrival::kInOrder);
+  EXPECT_EQ(t.on_message(5, 7), OffsetTracker::Arrival::kBackwards);
+  EXPECT_EQ(t.on_message(4, 7), OffsetTracker::Arrival::kBackwards);
+  EXPECT_EQ(t.duplicates(), 2u);
+  EXPECT_EQ(t.on_message(6, 7), OffsetTracker::Arrival::kInOrder);
+  EXPECT_EQ(t.received(), 6u);
+  EXPECT_EQ(t.lost(6), 0u);
 }
 
 }  // namespace
