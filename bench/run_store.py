@@ -9,8 +9,7 @@ the measured window runs from the row that ends the warm-up to the last measured
 The modes take turns (A B C D A B C D ...) and each cell is the median of the rounds.
 
 - server CPU per delivery: utime+stime / weir_room_deliveries_total (store thread included);
-- appends per batch: weir_store_ops_total / weir_store_batches_total over the window (every
-  store request counts, appends are nearly all of them here).
+- appends per batch: weir_store_appends_total / weir_store_batches_total over the window.
 
 SQLite files go to a fresh path per run under --tmp (removed after the run): their filesystem
 decides what a commit (fsync) costs. The optional redis modes start a redis-server (persistence
@@ -227,7 +226,7 @@ def measure(rows, summary):
         "cpu_us_per_delivery": ratio(server_cpu * 1e6, deliveries),
         "cpu_us_per_published": ratio(server_cpu * 1e6, published),
         "appends_per_sec": ratio(delta(a, b, "weir_store_appends_total"), dt),
-        "appends_per_batch": ratio(delta(a, b, "weir_store_ops_total"),
+        "appends_per_batch": ratio(delta(a, b, "weir_store_appends_total"),
                                    delta(a, b, "weir_store_batches_total")),
         "store_errors": delta(a, b, 'weir_store_requests_total{result="error"}',
                               "weir_store_errors_total"),
@@ -361,7 +360,9 @@ def section(a, runs, argv, micro):
               "commit latency. Server figures cover the measured window, from /metrics and "
               "/proc/PID/stat: CPU per delivery = utime+stime / `weir_room_deliveries_total`, "
               "÷ none compares it with `--durability none`; appends/batch = "
-              "`weir_store_ops_total` / `weir_store_batches_total`. The machine is shared: "
+              "`weir_store_appends_total` / `weir_store_batches_total` (a room owner hands its "
+              "loop iteration's appends to the store as one request; the store thread runs what "
+              "arrived during its own iteration as one transaction or pipeline). The machine is shared: "
               "others' CPU is what the two cores spent on anything else.", ""]
     others = median(runs, "others_cpu")
     if others == others and others > 0.25:
