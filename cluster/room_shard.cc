@@ -739,8 +739,14 @@ void RoomShard::flush_room(LocalRoom& room) {
     if (i < r->members.size() && r->members[i] == member) ++i;
   }
   g_deliveries.inc(handed * frames.size());
-  if (auto still = local_by_key_.find(key); still != local_by_key_.end())
-    still->second->last_offset = frames.back().room_offset;
+  if (auto still = local_by_key_.find(key); still != local_by_key_.end()) {
+    LocalRoom& room_after = *still->second;
+    room_after.last_offset = frames.back().room_offset;
+    if (room_after.pending.empty()) {  // the vector goes back, capacity and all
+      frames.clear();
+      room_after.pending.swap(frames);
+    }
+  }
   if (report) {  // after the deliveries: a member they pushed over its watermark is counted first
     ShardMessage done{ShardMessage::Kind::kFannedOut};
     done.room_id = room_id;
