@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "core/units.h"
+#include "net/address.h"
 
 namespace weir::server {
 namespace {
@@ -46,6 +47,21 @@ bool set_rate(std::string_view v, double* rate, double* burst) {
   if (!number(r, rate)) return false;
   if (b.empty()) return *burst = std::max(1.0, *rate), true;
   return number(b, burst) && *burst >= 1;
+}
+
+bool is_address(std::string_view v) {
+  net::SocketAddress address;
+  std::string error;
+  return net::SocketAddress::parse(v, &address, &error);
+}
+// HOST:PORT[,HOST:PORT]...: every item must parse.
+bool is_address_list(std::string_view v) {
+  while (!v.empty()) {
+    size_t comma = v.find(',');
+    if (!is_address(v.substr(0, comma))) return false;
+    v = comma == std::string_view::npos ? std::string_view() : v.substr(comma + 1);
+  }
+  return true;
 }
 
 bool set_bool(std::string_view v, bool* out) {
@@ -231,6 +247,51 @@ const std::vector<FlagSpec>& specs() {
        [](Flags& f, std::string_view v) {
          return core::parse_duration_ms(v, &f.tls_handshake_timeout_ms);
        }},
+      {"node-id", "ID", "HOSTNAME:PORT of --gossip",
+       "this node's name in the cluster, unique, 1..64 bytes",
+       [](Flags& f, std::string_view v) {
+         if (v.empty() || v.size() > 64) return false;
+         return f.node_id = v, true;
+       }},
+      {"gossip", "HOST:PORT", "off",
+       "UDP address the cluster membership (SWIM) binds; without it the node runs alone",
+       [](Flags& f, std::string_view v) { return is_address(v) && (f.gossip = v, true); }},
+      {"gossip-advertise", "HOST:PORT", "the bound address",
+       "gossip address other nodes reach this one at (behind NAT, or when --gossip is a wildcard)",
+       [](Flags& f, std::string_view v) {
+         return is_address(v) && (f.gossip_advertise = v, true);
+       }},
+      {"join", "HOST:PORT,...", "none",
+       "gossip addresses of seed nodes to join through; retried until one answers",
+       [](Flags& f, std::string_view v) { return is_address_list(v) && (f.join = v, true); }},
+      {"cluster-secret-file", "FILE", "none",
+       "HMAC key every gossip datagram is signed with; the same file on every node (required "
+       "with --gossip)",
+       [](Flags& f, std::string_view v) { return f.cluster_secret_file = v, true; }},
+      {"probe-interval", "DURATION", core::format_duration_ms(d.probe_interval_ms),
+       "each node probes one member this often",
+       [](Flags& f, std::string_view v) {
+         return core::parse_duration_ms(v, &f.probe_interval_ms) && f.probe_interval_ms > 0;
+       }},
+      {"probe-timeout", "DURATION", core::format_duration_ms(d.probe_timeout_ms),
+       "a probe not acked within this is retried through other members (less than "
+       "--probe-interval)",
+       [](Flags& f, std::string_view v) {
+         return core::parse_duration_ms(v, &f.probe_timeout_ms) && f.probe_timeout_ms > 0;
+       }},
+      {"suspicion-mult", "N", std::to_string(d.suspicion_mult),
+       "a suspect member is declared dead after N * max(1, log10(members)) * --probe-interval",
+       [](Flags& f, std::string_view v) { return set_int(v, &f.suspicion_mult) && f.suspicion_mult > 0; }},
+      {"rejoin-interval", "DURATION", core::format_duration_ms(d.rejoin_interval_ms),
+       "re-contact the seeds and every dead member this often, so partitions heal",
+       [](Flags& f, std::string_view v) {
+         return core::parse_duration_ms(v, &f.rejoin_interval_ms) && f.rejoin_interval_ms > 0;
+       }},
+      {"push-pull-interval", "DURATION", core::format_duration_ms(d.push_pull_interval_ms),
+       "exchange whole membership states with one random member this often (0 = never)",
+       [](Flags& f, std::string_view v) {
+         return core::parse_duration_ms(v, &f.push_pull_interval_ms);
+       }},
       {"log-level", "debug|info|warn|error", d.log_level, "least severe log level written",
        [](Flags& f, std::string_view v) {
          if (v != "debug" && v != "info" && v != "warn" && v != "error" && v != "off") return false;
@@ -245,6 +306,26 @@ const std::vector<FlagSpec>& specs() {
        [](Flags& f, std::string_view) { return f.help = true, true; }},
   };
   return table;
+}
+
+// The cluster flags mean something only with --gossip, and gossip is never unauthenticated.
+bool check_cluster_flags(const Flags& flags, std::string* error) {
+  if (flags.gossip.empty()) {
+    if (!flags.join.empty() || !flags.gossip_advertise.empty()) {
+      *error = "--join and --gossip-advertise need --gossip";
+      return false;
+    }
+    return true;
+  }
+  if (flags.cluster_secret_file.empty()) {
+    *error = "--gossip needs --cluster-secret-file (the HMAC key all nodes of the cluster share)";
+    return false;
+  }
+  if (flags.probe_timeout_ms >= flags.probe_interval_ms) {
+    *error = "--probe-timeout must be less than --probe-interval";
+    return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -296,6 +377,7 @@ bool parse_flags(int argc, char** argv, Flags* flags, std::string* error) {
     *error = "--tls-cert and --tls-key go together";
     return false;
   }
+  if (!check_cluster_flags(*flags, error)) return false;
   if (flags->threads == 0)
     flags->threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   return true;

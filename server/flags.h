@@ -59,6 +59,17 @@ struct Flags {
   std::string tls_cert;  // PEM certificate chain; with tls_key, the listener speaks TLS only
   std::string tls_key;
   int64_t tls_handshake_timeout_ms = 10000;
+  // Cluster membership (SWIM over UDP); off while gossip is empty
+  std::string node_id;           // empty: this host's name and the --gossip port
+  std::string gossip;            // HOST:PORT to bind the UDP socket on
+  std::string gossip_advertise;  // HOST:PORT peers reach us at; empty: the bound address
+  std::string join;              // comma-separated seeds, HOST:PORT each
+  std::string cluster_secret_file;
+  int64_t probe_interval_ms = 1000;
+  int64_t probe_timeout_ms = 500;
+  int suspicion_mult = 4;
+  int64_t rejoin_interval_ms = 30000;
+  int64_t push_pull_interval_ms = 30000;
 
   std::string log_level = "info";
   std::string log_format = "text";

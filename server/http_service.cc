@@ -1,10 +1,15 @@
 // server/http_service.cc — builds the HTTP/WebSocket service from the flags and runs it.
 #include "server/http_service.h"
 
+#include <unistd.h>
+
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <future>
 #include <sstream>
 
+#include "cluster/membership.h"
 #include "cluster/room_service.h"
 #include "cluster/rooms_endpoint.h"
 #include "core/log.h"
@@ -75,6 +80,105 @@ bool prepare_store_path(const std::string& spec, std::string* error) {
   return !ec;
 }
 
+// The HMAC key: the file's bytes, without the trailing newline an editor adds.
+bool read_cluster_secret(const std::string& path, std::string* secret, std::string* error) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    *error = "--cluster-secret-file " + path + ": cannot read it";
+    return false;
+  }
+  secret->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  while (!secret->empty() && (secret->back() == '\n' || secret->back() == '\r')) secret->pop_back();
+  if (secret->empty()) *error = "--cluster-secret-file " + path + " is empty";
+  return !secret->empty();
+}
+
+std::string default_node_id(const net::SocketAddress& gossip) {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "localhost");
+  return std::string(host) + ":" + std::to_string(gossip.port());
+}
+
+// The flags were checked by parse_flags; what is left to fail is reading the secret.
+bool membership_config(const Flags& flags, cluster::MembershipConfig* c, std::string* error) {
+  if (!net::SocketAddress::parse(flags.gossip, &c->bind, error)) return false;
+  if (!flags.gossip_advertise.empty() &&
+      !net::SocketAddress::parse(flags.gossip_advertise, &c->advertise, error))
+    return false;
+  for (const std::string& seed : split_list(flags.join)) {
+    net::SocketAddress address;
+    if (!net::SocketAddress::parse(seed, &address, error)) return false;
+    c->seeds.push_back(address);
+  }
+  c->node_id = flags.node_id.empty() ? default_node_id(c->bind) : flags.node_id;
+  c->probe_interval_ms = flags.probe_interval_ms;
+  c->probe_timeout_ms = flags.probe_timeout_ms;
+  c->suspicion_mult = flags.suspicion_mult;
+  c->rejoin_interval_ms = flags.rejoin_interval_ms;
+  c->push_pull_interval_ms = flags.push_pull_interval_ms;
+  return read_cluster_secret(flags.cluster_secret_file, &c->secret, error);
+}
+
+// The cluster membership. It lives on one reactor (cluster/membership.h): created, started,
+// left and destroyed on that reactor's thread, and on every change it logs the event and
+// hands the routes a fresh view of the members.
+//
+// Thread-safety: start() and leave() from the main thread, each once, while the reactor runs;
+// they wait for the work they post.
+class GossipNode {
+ public:
+  GossipNode(cluster::MembershipConfig config, Routes& routes)
+      : config_(std::move(config)), routes_(routes) {}
+
+  bool start(core::Reactor& reactor, std::string* error) {
+    reactor_ = &reactor;
+    std::promise<std::string> started;
+    reactor.post([this, &started] {
+      std::string reason;
+      membership_ = std::make_unique<cluster::Membership>(*reactor_, config_);
+      membership_->set_change_callback(
+          [this](const cluster::MemberInfo& m, cluster::MemberEvent e) { on_change(m, e); });
+      if (membership_->start(&reason)) {
+        log_info("cluster: node %s gossiping on %s, %zu seeds", config_.node_id.c_str(),
+                 membership_->address().to_string().c_str(), config_.seeds.size());
+        publish();
+      } else {
+        membership_.reset();
+      }
+      started.set_value(reason);
+    });
+    *error = started.get_future().get();
+    return error->empty();
+  }
+
+  // Tells the other members we left (they mark us left, not dead), then destroys the membership.
+  void leave() {
+    if (!reactor_) return;
+    std::promise<void> left;
+    reactor_->post([this, &left] {
+      if (membership_) membership_->leave();
+      membership_.reset();
+      left.set_value();
+    });
+    left.get_future().get();
+    reactor_ = nullptr;
+  }
+
+ private:
+  void on_change(const cluster::MemberInfo& member, cluster::MemberEvent event) {
+    log_info("cluster: %s %s (%s, incarnation %u)", member.node_id.c_str(),
+             cluster::member_event_name(event), member.address.to_string().c_str(),
+             member.incarnation);
+    publish();
+  }
+  void publish() { routes_.set_cluster_view(membership_->node_id(), membership_->members()); }
+
+  cluster::MembershipConfig config_;
+  Routes& routes_;
+  core::Reactor* reactor_ = nullptr;
+  std::unique_ptr<cluster::Membership> membership_;
+};
+
 }  // namespace
 
 int run_http_service(const Flags& flags, const WaitForShutdown& wait) {
@@ -101,6 +205,12 @@ int run_http_service(const Flags& flags, const WaitForShutdown& wait) {
     }
     tcp.connection.tls = tls.get();
     tcp.connection.tls_handshake_timeout_ms = flags.tls_handshake_timeout_ms;
+  }
+
+  cluster::MembershipConfig gossip_config;
+  if (!flags.gossip.empty() && !membership_config(flags, &gossip_config, &error)) {
+    std::fprintf(stderr, "weir: %s\n", error.c_str());
+    return 2;
   }
 
   std::string key;
@@ -133,6 +243,11 @@ int run_http_service(const Flags& flags, const WaitForShutdown& wait) {
   routes.add_websocket("/ws", std::make_unique<cluster::RoomsEndpoint>(rooms));
   routes.set_rooms_api(&rooms_api);
   routes.set_store(&store, flags.durability);
+  std::unique_ptr<GossipNode> gossip;
+  if (!flags.gossip.empty()) {
+    routes.enable_cluster();
+    gossip = std::make_unique<GossipNode>(std::move(gossip_config), routes);
+  }
 
   net::TcpServer server(tcp, [&](net::Connection& conn) {
     return std::make_unique<ws::HttpConnection>(conn, options, &routes);
@@ -140,6 +255,13 @@ int run_http_service(const Flags& flags, const WaitForShutdown& wait) {
   server.set_thread_init([&rooms](core::Reactor& reactor) { rooms.attach(reactor); });
   if (!server.start(&error)) {
     std::fprintf(stderr, "weir: %s\n", error.c_str());
+    return 1;
+  }
+  // Reactor 0 carries the gossip: its socket and timers are few and cheap next to the traffic.
+  if (gossip && !gossip->start(server.reactor(0), &error)) {
+    std::fprintf(stderr, "weir: cluster: %s\n", error.c_str());
+    server.stop();
+    store.stop();
     return 1;
   }
   routes.set_ready(true);
@@ -155,6 +277,7 @@ int run_http_service(const Flags& flags, const WaitForShutdown& wait) {
       log_error("TLS reload failed, keeping the old certificate: %s", reload_error.c_str());
   });
   routes.set_ready(false);
+  if (gossip) gossip->leave();
   server.stop();
   store.stop();
   return 0;

@@ -2,6 +2,7 @@
 #include "server/routes.h"
 
 #include "core/metrics.h"
+#include "ws/envelope_encoder.h"
 #include "ws/http_response.h"
 
 namespace weir::server {
@@ -15,11 +16,60 @@ ws::WebSocketEndpoint* Routes::websocket_endpoint(std::string_view path) {
   return it == websockets_.end() ? nullptr : it->second.get();
 }
 
+void Routes::set_cluster_view(const std::string& node_id,
+                              const std::vector<cluster::MemberInfo>& members) {
+  std::string json = "{\"node_id\":";
+  ws::append_json_string(&json, node_id);
+  json += ",\"members\":[";
+  size_t alive = 0;
+  for (const cluster::MemberInfo& m : members) {
+    if (&m != &members.front()) json += ',';
+    json += "{\"node_id\":";
+    ws::append_json_string(&json, m.node_id);
+    json += ",\"address\":";
+    ws::append_json_string(&json, m.address.to_string());
+    json += ",\"state\":";
+    ws::append_json_string(&json, cluster::member_state_name(m.state));
+    json += ",\"incarnation\":" + std::to_string(m.incarnation) + "}";
+    alive += m.state == cluster::MemberState::kAlive;
+  }
+  json += "]}\n";
+  std::lock_guard lock(cluster_mutex_);
+  cluster_json_ = std::move(json);
+  cluster_alive_ = alive;
+  cluster_size_ = members.size();
+}
+
+void Routes::handle_cluster(ws::HttpReply& reply) {
+  if (!cluster_enabled_) {
+    std::string body;
+    ws::encode_error(&body, "cluster_off",
+                     "this node runs without a cluster (start it with --gossip)", "api");
+    return reply.respond(404, "application/json", body + "\n");
+  }
+  std::string body;
+  {
+    std::lock_guard lock(cluster_mutex_);
+    body = cluster_json_;
+  }
+  if (body.empty()) {  // the membership is starting (the listeners open before it)
+    ws::encode_error(&body, "cluster_starting", "the cluster membership is starting", "api");
+    return reply.respond(503, "application/json", body + "\n");
+  }
+  reply.respond(200, "application/json", body);
+}
+
+std::string Routes::cluster_summary() {
+  if (!cluster_enabled_) return "off";
+  std::lock_guard lock(cluster_mutex_);
+  return std::to_string(cluster_alive_) + " alive of " + std::to_string(cluster_size_);
+}
+
 void Routes::handle(const ws::HttpRequest& request, ws::HttpReply& reply) {
   std::string_view path = request.path();
   if (rooms_api_ && rooms_api_->handle(request, reply)) return;
   bool known = path == "/healthz" || path == "/readyz" || path == "/metrics" ||
-               websockets_.find(path) != websockets_.end();
+               path == "/cluster" || websockets_.find(path) != websockets_.end();
   if (!known) return reply.respond_error(404, "no such route");
   bool get_or_head =
       request.method() == ws::HttpMethod::kGet || request.method() == ws::HttpMethod::kHead;
@@ -37,10 +87,10 @@ void Routes::handle(const ws::HttpRequest& request, ws::HttpReply& reply) {
     body += store_->backend_name();
     body += "\",\"durability_mode\":\"" + durability_ + "\",\"durability\":\"";
     body += durability_ == "none" ? "off" : store_->healthy() ? "ok" : "degraded";
-    body += '"';
-    body += "}\n";
+    body += "\",\"cluster\":\"" + cluster_summary() + "\"}\n";
     return reply.respond(ready ? 200 : 503, "application/json", body);
   }
+  if (path == "/cluster") return handle_cluster(reply);
   if (path == "/metrics")
     return reply.respond(200, "text/plain; version=0.0.4; charset=utf-8", core::render_metrics());
   // A WebSocket path asked for without the upgrade.

@@ -2,14 +2,18 @@
 // endpoints by path.
 //
 // Thread-safety: handle() and websocket_endpoint() run on any reactor thread at once; the
-// routes hold only immutable endpoint objects and an atomic readiness flag.
+// routes hold only immutable endpoint objects, an atomic readiness flag and the cluster view,
+// which the gossip reactor replaces under a mutex and the routes copy out of it.
 #pragma once
 
 #include <atomic>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
+#include "cluster/membership.h"
 #include "cluster/rooms_endpoint.h"
 #include "store/store.h"
 #include "ws/http_connection.h"
@@ -30,15 +34,33 @@ class Routes : public ws::HttpRoutes {
     durability_ = std::move(durability);
   }
 
+  // /cluster lists the membership (404 without this call) and /readyz counts live members;
+  // before the server starts.
+  void enable_cluster() { cluster_enabled_ = true; }
+  // Any thread (the gossip reactor calls it after every membership change): the view of the
+  // cluster that /cluster and /readyz show from now on.
+  void set_cluster_view(const std::string& node_id,
+                        const std::vector<cluster::MemberInfo>& members);
+
   void handle(const ws::HttpRequest& request, ws::HttpReply& reply) override;
   ws::WebSocketEndpoint* websocket_endpoint(std::string_view path) override;
 
  private:
+  void handle_cluster(ws::HttpReply& reply);
+  // "off" or "N alive of M", for /readyz.
+  std::string cluster_summary();
+
   std::map<std::string, std::unique_ptr<ws::WebSocketEndpoint>, std::less<>> websockets_;
   std::atomic<bool> ready_{false};
   cluster::RoomsApi* rooms_api_ = nullptr;
   const store::Store* store_ = nullptr;
   std::string durability_;
+
+  bool cluster_enabled_ = false;
+  std::mutex cluster_mutex_;
+  std::string cluster_json_;  // the /cluster body, rendered by set_cluster_view
+  size_t cluster_alive_ = 0;
+  size_t cluster_size_ = 0;
 };
 
 }  // namespace weir::server
