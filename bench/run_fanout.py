@@ -418,15 +418,16 @@ def section(a, runs, argv, micro):
     return "\n".join(lines) + "\n"
 
 
-def write_doc(path, text):
+def write_doc(path, text, begin=BEGIN, end=END):
+    """Replaces the text between the markers `begin` and `end` of `path` (appends it when absent)."""
     try:
         with open(path) as f:
             doc = f.read()
     except FileNotFoundError:
         doc = "# Benchmarks\n"
-    if BEGIN in doc and END in doc:
-        head, rest = doc.split(BEGIN, 1)
-        doc = head + text.rstrip("\n") + rest.split(END, 1)[1]
+    if begin in doc and end in doc:
+        head, rest = doc.split(begin, 1)
+        doc = head + text.rstrip("\n") + rest.split(end, 1)[1]
     else:
         doc = doc.rstrip("\n") + "\n\n" + text
     with open(path, "w") as f:

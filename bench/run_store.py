@@ -37,7 +37,7 @@ from datetime import datetime, timezone
 
 # Processes, samples and number formats as bench/run_fanout.py has them.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run_fanout import (busy_seconds, child_of, cpu_seconds, fmt, free_port,  # noqa: E402
+from run_fanout import (busy_seconds, write_doc, child_of, cpu_seconds, fmt, free_port,  # noqa: E402
                         machine_line, pct, scrape, sh, stop, wait_ready, weir_line)
 
 BEGIN, END = "<!-- store:begin -->", "<!-- store:end -->"
@@ -399,21 +399,6 @@ def section(a, runs, argv, micro):
     return "\n".join(lines) + "\n"
 
 
-def write_doc(path, text):
-    try:
-        with open(path) as f:
-            doc = f.read()
-    except FileNotFoundError:
-        doc = "# Benchmarks\n"
-    if BEGIN in doc and END in doc:
-        head, rest = doc.split(BEGIN, 1)
-        doc = head + text.rstrip("\n") + rest.split(END, 1)[1]
-    else:
-        doc = doc.rstrip("\n") + "\n\n" + text
-    with open(path, "w") as f:
-        f.write(doc)
-
-
 def main():
     a = parse_args()
     a.weir = os.path.join(a.build, "weir")
@@ -462,7 +447,7 @@ def main():
     text = section(a, runs, argv, micro)
     print(text)
     if a.write_docs:
-        write_doc(a.doc, text)
+        write_doc(a.doc, text, BEGIN, END)
         print(f"updated {a.doc}")
     return 0 if all(r.get("ok") for r in runs) else 1
 
