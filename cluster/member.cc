@@ -28,6 +28,13 @@ core::Counter g_in_flight_pauses(
     "Backpressure policy: publishers paused for too many messages in flight");
 core::Counter g_errors("weir_protocol_errors_total", "Error envelopes sent to clients");
 core::Gauge g_members("weir_members", "Connections speaking the rooms protocol");
+// Sampled, not observed per delivery: every 64th room delivery on a thread records the queue
+// it joins, which costs a branch per delivery and shows how deep members' queues run.
+core::Histogram g_queued_bytes("weir_member_queued_bytes",
+                               "Bytes queued on a member's connection when a room delivery "
+                               "reaches it (every 64th delivery per thread)",
+                               {0, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216});
+thread_local uint32_t t_deliveries = 0;
 
 // Room for a close frame after the limit: the disconnect policy stops short of max-buffer so
 // its "slow consumer" close can still be queued.
@@ -55,23 +62,45 @@ core::Counter g_resume_failures("weir_session_resumes_total", "Session resumes, 
                                 "result=\"refused\"");
 core::Counter g_replayed("weir_replayed_messages_total", "Messages replayed to resuming members");
 core::Counter g_rate_limited("weir_rate_limited_total", "Messages refused by --rate-limit");
+constexpr const char* kAclHelp = "Joins and publishes refused by the token's room ACL, by action";
+core::Counter g_acl_join("weir_acl_denied_total", kAclHelp, "action=\"join\"");
+core::Counter g_acl_publish("weir_acl_denied_total", kAclHelp, "action=\"publish\"");
+core::Counter g_rooms_limit("weir_limit_refusals_total", "Requests refused by a limit, by limit",
+                            "limit=\"rooms_per_connection\"");
+core::Counter g_refreshes("weir_auth_refreshes_total", "Token refreshes, by result",
+                          "result=\"ok\"");
+core::Counter g_refresh_failures("weir_auth_refreshes_total", "Token refreshes, by result",
+                                 "result=\"refused\"");
+core::Counter g_expired_closes("weir_auth_expired_closes_total",
+                               "Members closed (1008) because their token expired unrefreshed");
+
+// The names random_member_name() gives: "m" and 16 hex digits.
+bool is_random_member_name(std::string_view name) {
+  if (name.size() != 17 || name[0] != 'm') return false;
+  return std::all_of(name.begin() + 1, name.end(),
+                     [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
 
 }  // namespace
 
-Member::Member(RoomService& service, ws::WebSocketSession& session, std::string resume_token)
+Member::Member(RoomService& service, ws::WebSocketSession& session, std::string resume_token,
+               Identity identity, const Authenticator* auth)
     : service_(service),
       shard_(service.local()),
       session_(&session),
       id_(g_next_member.fetch_add(1, std::memory_order_relaxed)),
-      name_(random_member_name()),
+      name_(identity.authenticated ? identity.sub : random_member_name()),
       resume_at_open_(std::move(resume_token)),
       self_(std::make_shared<Member*>(this)),
       rate_(service.config().rate_limit, service.config().rate_burst),
-      strikes_(1, 20) {
+      strikes_(1, 20),
+      identity_(std::move(identity)),
+      auth_(auth) {
   expires_ms_ = core::wall_ms() + service.config().session_ttl_ms;
   token_ = service.tokens().issue(name_, expires_ms_);
   shard_.add_member(*this);
   grace_timer_.set_callback([this] { on_grace_timer(); });
+  expiry_timer_.set_callback([this] { on_token_expiry(); });
   g_members.inc();
 }
 
@@ -86,6 +115,7 @@ Member::~Member() {
 }
 
 void Member::on_open(ws::WebSocketSession&) {
+  arm_expiry_timer();
   if (!resume_at_open_.empty()) return start_resume(std::move(resume_at_open_), {}, true);
   send_session({});
   save_session();
@@ -170,6 +200,8 @@ void Member::dispatch(std::string_view payload) {
         rooms.push_back(ResumeRoom{std::string(r.room_id), r.offset, r.epoch});
       return start_resume(std::string(envelope.token), std::move(rooms), false);
     }
+    case ws::EnvelopeType::kRefresh:
+      return handle_refresh(envelope.token);
   }
 }
 
@@ -225,6 +257,18 @@ void Member::finish_resume(store::Status status, store::Session session, std::st
       send_error("store_unavailable", "the store cannot be read now; try again", "resume");
     return update_reading();
   }
+  if (!may_resume_as(session.member_id)) {
+    g_resume_failures.inc();
+    if (at_open) {
+      send_session({});
+      save_session();
+    }
+    send_error("forbidden",
+               identity_.authenticated ? "the session belongs to another sub than the token's"
+                                       : "the session belongs to an authenticated member",
+               "resume");
+    return update_reading();
+  }
   g_resumes.inc();
   name_ = std::move(session.member_id);
   token_ = std::move(token);
@@ -241,12 +285,18 @@ void Member::finish_resume(store::Status status, store::Session session, std::st
       send_error("invalid_room_id", "resume names a room id that is not valid", r.room_id);
       continue;
     }
+    if (!identity_.acl.may_join(r.room_id)) {
+      g_acl_join.inc();
+      send_error("forbidden", "the token does not allow joining this room", r.room_id);
+      continue;
+    }
     if (in_room(r.room_id) || is_joining(r.room_id)) {
       send_error("already_member", "this connection already joined (or is joining) the room",
                  r.room_id);
       continue;
     }
     if (rooms_.size() + joining_.size() >= config.max_rooms_per_connection) {
+      g_rooms_limit.inc();
       send_error("too_many_rooms", "resume names more rooms than --max-rooms-per-connection",
                  r.room_id);
       continue;
@@ -393,14 +443,20 @@ void Member::handle_join(std::string_view room_id) {
             : "room_id must be 1 or more of A-Z a-z 0-9 . _ : @ / -";
     return send_error(code, message, room_id.substr(0, config.max_room_id_bytes));
   }
+  if (!identity_.acl.may_join(room_id)) {
+    g_acl_join.inc();
+    return send_error("forbidden", "the token does not allow joining this room", room_id);
+  }
   if (in_room(room_id) || is_joining(room_id))
     return send_error("already_member", "this connection already joined (or is joining) the room",
                       room_id);
-  if (rooms_.size() + joining_.size() >= config.max_rooms_per_connection)
+  if (rooms_.size() + joining_.size() >= config.max_rooms_per_connection) {
+    g_rooms_limit.inc();
     return send_error("too_many_rooms",
                       "a connection may be in at most " +
                           std::to_string(config.max_rooms_per_connection) + " rooms",
                       room_id);
+  }
   joining_.emplace_back(room_id);
   shard_.join(*this, room_id);
 }
@@ -481,6 +537,10 @@ bool Member::over_rate_limit(std::string_view ref) {
 void Member::handle_message(const ws::InboundEnvelope& m) {
   std::string_view ref = m.message_id.empty() ? m.room_id : m.message_id;
   if (over_rate_limit(ref)) return;
+  if (!identity_.acl.may_publish(m.room_id)) {
+    g_acl_publish.inc();
+    return send_error("forbidden", "the token does not allow publishing to this room", ref);
+  }
   if (!in_room(m.room_id))
     return send_error("not_member", "join the room before sending to it", ref);
   const RoomsConfig& config = service_.config();
@@ -597,9 +657,33 @@ void Member::publish_refused(const ShardMessage& answer) {
       return send_error("store_unavailable",
                         "the store did not commit the message (sync durability): not delivered",
                         answer.message_id);
+    case 503:
+      return send_error("unavailable",
+                        "the room's owner node could not be reached: the message may not have "
+                        "been delivered; send it again with the same message_id",
+                        answer.message_id);
     default:  // 404: we left the room while the message travelled
       return;
   }
+}
+
+void Member::room_restarted(std::string_view room_id, uint64_t offset, uint64_t epoch) {
+  Joined* j = find(room_id);
+  if (!j || closed_) return;
+  j->epoch = epoch;
+  j->joined_offset = offset;
+  scratch_.clear();
+  ws::encode_resumed(&scratch_, room_id, false, offset, epoch);
+  send_text(scratch_);
+  save_session();
+}
+
+void Member::room_gap(std::string_view room_id, uint64_t from_offset, uint64_t to_offset) {
+  if (!find(room_id) || closed_) return;
+  g_lagged.inc();
+  scratch_.clear();
+  ws::encode_lagged(&scratch_, room_id, from_offset, to_offset);
+  send_text(scratch_);
 }
 
 void Member::note_own_frames(LocalRoom& room, std::span<const Frame> frames) {
@@ -614,6 +698,8 @@ void Member::note_own_frames(LocalRoom& room, std::span<const Frame> frames) {
 // the last. Otherwise frame by frame, exactly as if they had come singly.
 void Member::deliver(LocalRoom& room, const FrameBatch& batch) {
   if (closed_) return;
+  if ((++t_deliveries & 63) == 0)
+    g_queued_bytes.observe(static_cast<double>(session_->queued_bytes()));
   if (service_.config().policy == SlowConsumerPolicy::kBackpressure)
     note_own_frames(room, batch.frames);
   if (replaying_ > 0 && hold_while_replaying(room, batch)) return;
@@ -708,10 +794,64 @@ void Member::on_close(ws::WebSocketSession&, uint16_t, std::string_view) {
   if (closed_) return;
   save_session();
   grace_timer_.cancel();
+  expiry_timer_.cancel();
   if (blocked_ && service_.config().policy == SlowConsumerPolicy::kBackpressure)
     shard_.member_blocked(*this, false);  // never leave a room paused by a member that is gone
   closed_ = true;
   shard_.remove_member(*this);
+}
+
+// ---------------------------------------------------------------- authentication
+
+// With --auth on, a session is resumed only by its own member: an authenticated connection
+// resumes sessions of its sub, an anonymous one only anonymous sessions (random names), so a
+// leaked session token never lends an anonymous client a token holder's name.
+bool Member::may_resume_as(std::string_view member_id) const {
+  if (!auth_ || auth_->mode() == AuthMode::kOff) return true;
+  return identity_.authenticated ? member_id == identity_.sub : is_random_member_name(member_id);
+}
+
+void Member::handle_refresh(std::string_view token) {
+  if (!identity_.authenticated || !auth_) {
+    g_refresh_failures.inc();
+    return send_error("not_authenticated", "only a connection opened with a token can refresh it",
+                      "refresh");
+  }
+  AuthOutcome outcome = auth_->verify(token, core::wall_ms() / 1000);
+  if (!outcome.ok) {
+    g_refresh_failures.inc();
+    return send_error("invalid_token", outcome.code + ": " + outcome.message, "refresh");
+  }
+  if (outcome.identity.sub != identity_.sub) {
+    g_refresh_failures.inc();
+    return send_error("forbidden", "a refresh must carry the same sub as the connection's token",
+                      "refresh");
+  }
+  g_refreshes.inc();
+  identity_ = std::move(outcome.identity);
+  arm_expiry_timer();
+  scratch_.clear();
+  ws::encode_refreshed(&scratch_, static_cast<uint64_t>(identity_.exp_s));
+  send_text(scratch_);
+}
+
+// Fires when the token stops verifying: exp plus the leeway the handshake allowed.
+void Member::arm_expiry_timer() {
+  if (!identity_.authenticated) return;
+  int64_t deadline_ms = (identity_.exp_s + auth_->leeway_s()) * 1000;
+  int64_t delay_ms = std::max<int64_t>(1, deadline_ms - core::wall_ms());
+  session_->connection().reactor().schedule(expiry_timer_, delay_ms);
+}
+
+void Member::on_token_expiry() {
+  if (closed_ || refusing_) return;
+  if ((identity_.exp_s + auth_->leeway_s()) * 1000 > core::wall_ms())
+    return arm_expiry_timer();  // the wheel rounds; not due yet
+  g_expired_closes.inc();
+  log_info("member %s (%s): closing, its token expired without a refresh", name_.c_str(),
+           session_->connection().peer().to_string().c_str());
+  session_->close(ws::kClosePolicyViolation, "token expired");
+  refusing_ = true;
 }
 
 }  // namespace weir::cluster

@@ -12,6 +12,12 @@
 // live frames (> L), then sends `resumed`, the replay, and the held frames: no gap, no
 // duplicate.
 //
+// Authentication (--auth, cluster/authenticator.h): a member admitted with a token is named by
+// its `sub`, joins and publishes only where the token's room ACL allows (else `error
+// {code: "forbidden"}`), may replace its token with `refresh {token}` (same sub; answered
+// `refreshed {exp}`), and is closed with 1008 "token expired" when exp (plus the leeway)
+// passes without a refresh: one timer per member on the reactor's wheel.
+//
 // Thread-safety: none; a member lives on its connection's reactor thread.
 #pragma once
 
@@ -22,6 +28,7 @@
 #include <string_view>
 #include <vector>
 
+#include "cluster/authenticator.h"
 #include "cluster/room_shard.h"
 #include "cluster/room_types.h"
 #include "core/gcra.h"
@@ -36,8 +43,11 @@ class RoomService;
 
 class Member : public ws::WebSocketHandler {
  public:
-  // `resume_token`: from /ws?resume=TOKEN, resumed before anything else is sent.
-  Member(RoomService& service, ws::WebSocketSession& session, std::string resume_token = {});
+  // `resume_token`: from /ws?resume=TOKEN, resumed before anything else is sent. `identity`:
+  // what the handshake's token proved (anonymous with every right by default); `auth` (null
+  // under --auth=off) verifies refreshes.
+  Member(RoomService& service, ws::WebSocketSession& session, std::string resume_token = {},
+         Identity identity = {}, const Authenticator* auth = nullptr);
   ~Member() override;
 
   uint64_t id() const { return id_; }
@@ -67,6 +77,11 @@ class Member : public ws::WebSocketHandler {
   // The owner did not deliver one of our publishes (ShardMessage kPublished, request_id 0):
   // no room, duplicate, room rate limit, store failure.
   void publish_refused(const ShardMessage& answer);
+  // Cluster: the room's owner node moved and the room goes on in a new epoch (or, in the
+  // same epoch, offsets from..to never reached this node): told as resumed{recovered:false}
+  // or lagged, so the member sees no silent gap.
+  void room_restarted(std::string_view room_id, uint64_t offset, uint64_t epoch);
+  void room_gap(std::string_view room_id, uint64_t from_offset, uint64_t to_offset);
 
  private:
   struct Joined {
@@ -116,6 +131,10 @@ class Member : public ws::WebSocketHandler {
   void handle_join(std::string_view room_id);
   void handle_leave(std::string_view room_id);
   void handle_message(const ws::InboundEnvelope& envelope);
+  void handle_refresh(std::string_view token);
+  bool may_resume_as(std::string_view member_id) const;
+  void arm_expiry_timer();
+  void on_token_expiry();
   void send_error(std::string_view code, std::string_view message, std::string_view ref);
   void send_text(const std::string& json);
   Joined* find(std::string_view room_id);
@@ -162,6 +181,9 @@ class Member : public ws::WebSocketHandler {
   std::deque<std::string> held_;  // envelopes parsed while reading was suspended
   uint64_t message_counter_ = 0;  // for generated message ids
   core::Timer grace_timer_;
+  Identity identity_;
+  const Authenticator* auth_;
+  core::Timer expiry_timer_;  // the token's exp + leeway
   std::string scratch_;
 };
 

@@ -30,6 +30,32 @@ std::string json_error(std::string_view code, std::string_view message) {
 
 std::unique_ptr<ws::WebSocketHandler> RoomsEndpoint::create(ws::WebSocketSession& session,
                                                             const ws::HttpRequest& request) {
+  ws::Admission admitted;
+  return create_admitted(session, request, admitted);
+}
+
+void RoomsEndpoint::admit(const ws::HttpRequest& request, ws::Admission* admission) {
+  if (!auth_) return;
+  AuthOutcome outcome = auth_->authenticate(request, core::wall_ms() / 1000);
+  if (outcome.ok) {
+    admission->context = std::move(outcome.identity);
+    return;
+  }
+  admission->status = 401;
+  admission->content_type = "application/json";
+  ws::encode_error(&admission->body, outcome.code, outcome.message, "auth");
+  admission->body += '\n';
+  // RFC 6750 3: no error attribute when the request carried no token at all.
+  admission->headers = outcome.code == "missing_token"
+                           ? "WWW-Authenticate: Bearer realm=\"weir\"\r\n"
+                           : "WWW-Authenticate: Bearer realm=\"weir\", error=\"invalid_token\", "
+                             "error_description=\"" +
+                                 outcome.code + "\"\r\n";
+}
+
+std::unique_ptr<ws::WebSocketHandler> RoomsEndpoint::create_admitted(ws::WebSocketSession& session,
+                                                                     const ws::HttpRequest& request,
+                                                                     ws::Admission& admission) {
   // ?resume=TOKEN: the connection picks up a session (tokens never need percent-decoding).
   std::string_view query = request.query(), token;
   while (!query.empty()) {
@@ -38,7 +64,11 @@ std::unique_ptr<ws::WebSocketHandler> RoomsEndpoint::create(ws::WebSocketSession
     if (pair.substr(0, 7) == "resume=") token = pair.substr(7);
     query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
   }
-  return std::make_unique<Member>(service_, session, std::string(token));
+  Identity identity;
+  if (Identity* verified = std::any_cast<Identity>(&admission.context))
+    identity = std::move(*verified);
+  return std::make_unique<Member>(service_, session, std::string(token), std::move(identity),
+                                  auth_);
 }
 
 bool RoomsApi::authorized(const ws::HttpRequest& request) const {

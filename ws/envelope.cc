@@ -184,6 +184,7 @@ constexpr FieldSpec kPublishFields[] = {
 };
 constexpr FieldSpec kResumeFields[] = {{"token", &InboundEnvelope::token, true},
                                        {"rooms", nullptr, false}};
+constexpr FieldSpec kRefreshFields[] = {{"token", &InboundEnvelope::token, true}};
 
 struct BodySchema {
   std::string_view name;
@@ -197,6 +198,7 @@ constexpr BodySchema kBodies[] = {
     {"leave_room", EnvelopeType::kLeaveRoom, kRoomFields},
     {"message", EnvelopeType::kMessage, kMessageFields},
     {"resume", EnvelopeType::kResume, kResumeFields},
+    {"refresh", EnvelopeType::kRefresh, kRefreshFields},
 };
 
 const BodySchema* find_body(std::string_view key) {
@@ -402,7 +404,7 @@ bool read_unknown_envelope(Ctx& c, std::string_view key, od::value& body) {
   c.error->code = kErrUnknownEnvelope;
   c.error->message.assign("unknown envelope type ");
   append_excerpt(&c.error->message, key);
-  c.error->message.append("; expected join_room, leave_room, message or resume");
+  c.error->message.append("; expected join_room, leave_room, message, resume or refresh");
   c.error->ref.assign(excerpt(key));
   return true;
 }
@@ -509,7 +511,8 @@ bool EnvelopeDecoder::decode(std::string_view json, InboundEnvelope* out, Envelo
   if (!any_key) {
     c.failed = true;
     error->code = kErrUnknownEnvelope;
-    error->message.assign("empty envelope; expected join_room, leave_room, message or resume");
+    error->message.assign(
+        "empty envelope; expected join_room, leave_room, message, resume or refresh");
     error->ref.clear();
   }
   return impl_->finish(c);

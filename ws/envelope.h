@@ -31,7 +31,7 @@ namespace weir::ws {
 // Deepest nesting accepted anywhere in an inbound document (the top-level object is level 1).
 inline constexpr int kMaxEnvelopeDepth = 32;
 
-enum class EnvelopeType : uint8_t { kJoinRoom, kLeaveRoom, kMessage, kResume };
+enum class EnvelopeType : uint8_t { kJoinRoom, kLeaveRoom, kMessage, kResume, kRefresh };
 
 // The key naming `type` on the wire ("join_room", ...).
 std::string_view envelope_type_name(EnvelopeType type);
@@ -47,7 +47,7 @@ struct InboundEnvelope {
   std::string_view room_id;  // join_room/leave_room room_id; message target
   std::string_view content;  // message
   std::string_view message_id, sent_at, traceparent, tracestate;  // empty when absent
-  std::string_view token;                                         // resume
+  std::string_view token;                                         // resume, refresh
   std::vector<ResumeRoom> resume_rooms;  // resume (capacity reused between decodes)
 };
 

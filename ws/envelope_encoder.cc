@@ -293,6 +293,13 @@ void encode_lagged(std::string* out, std::string_view room_id, uint64_t from_off
   s.put("}}");
 }
 
+void encode_refreshed(std::string* out, uint64_t exp) {
+  StringSink s{out};
+  s.put(R"({"refreshed":{"exp":)");
+  put_uint(s, exp);
+  s.put("}}");
+}
+
 void encode_resumed(std::string* out, std::string_view room_id, bool recovered, uint64_t offset,
                     uint64_t epoch) {
   StringSink s{out};

@@ -43,6 +43,9 @@ void encode_lagged(std::string* out, std::string_view room_id, uint64_t from_off
 void encode_resumed(std::string* out, std::string_view room_id, bool recovered, uint64_t offset,
                     uint64_t epoch);
 
+// {"refreshed":{"exp":N}}: a refresh's new token was accepted; N its exp (seconds).
+void encode_refreshed(std::string* out, uint64_t exp);
+
 struct OutboundMessage {
   std::string_view target, content, message_id, sent_at, sender, traceparent,
       tracestate;  // empty trace = omitted

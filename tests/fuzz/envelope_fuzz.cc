@@ -79,6 +79,10 @@ std::string reencode(const Fields& f) {
                  std::to_string(f.rooms[i].second.second) + "\"}");
     }
     out.append("}}}");
+  } else if (f.type == EnvelopeType::kRefresh) {
+    out.append("\"token\":");
+    weir::ws::append_json_string(&out, f.token);
+    out.append("}}");
   } else {
     out.append("\"room_id\":");
     weir::ws::append_json_string(&out, f.room_id);
