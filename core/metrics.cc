@@ -7,6 +7,9 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <set>
+
+#include "core/log.h"
 
 namespace weir::core {
 namespace {
@@ -56,7 +59,60 @@ const char* type_name(Metric::Type type) {
   return "untyped";
 }
 
+// HELP text as the format wants it: backslash and newline escaped (quotes are fine there).
+void append_help(std::string& out, const std::string& help) {
+  for (char c : help) {
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else
+      out += c;
+  }
+}
+
+// Renders one family (metrics[begin, end), all of one name, in declaration order).
+void render_family(std::string& out, const std::vector<Metric*>& metrics, size_t begin, size_t end,
+                   std::set<std::string>& conflicts_logged) {
+  const Metric& first = *metrics[begin];
+  out += "# HELP " + first.name() + " ";
+  append_help(out, first.help());
+  out += "\n# TYPE " + first.name() + " " + type_name(first.type()) + "\n";
+  for (size_t i = begin; i < end; ++i) {
+    const Metric& m = *metrics[i];
+    if (m.type() != first.type()) {  // one family, one type: the later declaration is left out
+      if (conflicts_logged.insert(m.name()).second)
+        log_error("metric %s declared as %s and as %s; the second is not exposed", m.name().c_str(),
+                  type_name(first.type()), type_name(m.type()));
+      continue;
+    }
+    bool seen = false;  // the same series declared before: merged there
+    for (size_t j = begin; j < i && !seen; ++j)
+      seen = metrics[j]->type() == m.type() && metrics[j]->labels() == m.labels();
+    if (seen) continue;
+    if (m.type() == Metric::Type::kHistogram) {
+      m.render_samples(out);
+      continue;
+    }
+    double sum = m.scalar_value();
+    bool twice = false;
+    for (size_t j = i + 1; j < end; ++j) {
+      if (metrics[j]->type() != m.type() || metrics[j]->labels() != m.labels()) continue;
+      sum += metrics[j]->scalar_value();
+      twice = true;
+    }
+    if (twice)
+      m.render_value(out, sum);
+    else
+      m.render_samples(out);
+  }
+}
+
 }  // namespace
+
+double Metric::scalar_value() const {
+  return NAN;
+}
 
 void set_metrics_shard(int index) {
   t_shard = index % kMetricShards;
@@ -199,14 +255,10 @@ std::string render_metrics() {
                    [](const Metric* a, const Metric* b) { return a->name() < b->name(); });
   std::string out;
   out.reserve(16384);
-  const std::string* previous = nullptr;
-  for (const Metric* m : metrics) {
-    if (!previous || *previous != m->name()) {
-      out += "# HELP " + m->name() + " " + m->help() + "\n";
-      out += "# TYPE " + m->name() + " " + type_name(m->type()) + "\n";
-      previous = &m->name();
-    }
-    m->render_samples(out);
+  static std::set<std::string> conflicts_logged;  // guarded by the registry mutex
+  for (size_t begin = 0, end = 0; begin < metrics.size(); begin = end) {
+    while (end < metrics.size() && metrics[end]->name() == metrics[begin]->name()) end++;
+    render_family(out, metrics, begin, end, conflicts_logged);
   }
   return out;
 }

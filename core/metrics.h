@@ -5,6 +5,14 @@
 // path never bounces a cache line between cores; a scrape sums the shards. Metrics are
 // usually namespace-scope objects that register themselves at static initialisation.
 //
+// One family may be declared in several files (weir_limit_refusals_total is counted by the
+// server, the HTTP layer and the rooms, each with its own label): declare it with the same
+// name, type and help text everywhere. The rendering keeps the exposition valid whatever the
+// declarations: HELP and TYPE once per family (the first declaration's), help text escaped, a
+// series declared twice with the same labels rendered once with the sum of both (counters,
+// gauges; a histogram's first declaration wins), and a declaration whose type contradicts its
+// family's left out (and logged once).
+//
 // Thread-safety: inc/add/observe from any thread; render from any thread.
 #pragma once
 
@@ -36,6 +44,10 @@ class Metric {
   const std::string& labels() const { return labels_; }
   Type type() const { return type_; }
   virtual void render_samples(std::string& out) const = 0;
+  // A counter's or gauge's value as rendered (NaN for a histogram), to merge duplicates.
+  virtual double scalar_value() const;
+  // One sample with this metric's name and labels and `value`.
+  void render_value(std::string& out, double value) const { render_sample(out, "", "", value); }
 
  protected:
   void render_sample(std::string& out, std::string_view suffix, std::string_view extra_label,
@@ -50,10 +62,14 @@ class Counter : public Metric {
  public:
   // `scale` divides the rendered value: count milliseconds, expose seconds with scale 1000.
   Counter(std::string name, std::string help, std::string labels = "", double scale = 1)
-      : Metric(Type::kCounter, std::move(name), std::move(help), std::move(labels)), scale_(scale) {}
-  void inc(uint64_t n = 1) { shards_[metrics_shard()].value.fetch_add(n, std::memory_order_relaxed); }
+      : Metric(Type::kCounter, std::move(name), std::move(help), std::move(labels)),
+        scale_(scale) {}
+  void inc(uint64_t n = 1) {
+    shards_[metrics_shard()].value.fetch_add(n, std::memory_order_relaxed);
+  }
   uint64_t value() const;
   void render_samples(std::string& out) const override;
+  double scalar_value() const override { return static_cast<double>(value()) / scale_; }
 
  private:
   struct alignas(64) Shard {
@@ -76,6 +92,7 @@ class Gauge : public Metric {
   void dec() { add(-1); }
   double value() const;
   void render_samples(std::string& out) const override;
+  double scalar_value() const override { return value(); }
 
  private:
   struct alignas(64) Shard {
@@ -88,7 +105,8 @@ class Gauge : public Metric {
 // Cumulative histogram over fixed upper bounds (plus +Inf).
 class Histogram : public Metric {
  public:
-  Histogram(std::string name, std::string help, std::vector<double> bounds, std::string labels = "");
+  Histogram(std::string name, std::string help, std::vector<double> bounds,
+            std::string labels = "");
   ~Histogram() override;
   void observe(double value);
   uint64_t count() const;

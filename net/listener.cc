@@ -5,9 +5,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "net/socket_ops.h"
@@ -20,8 +22,13 @@ constexpr int kAcceptBatch = 64;
 constexpr int64_t kExhaustionBackoffMs = 100;
 
 core::Counter g_accepted("weir_connections_accepted_total", "TCP connections accepted");
-core::Counter g_emfile("weir_accept_errors_total", "accept(2) failures, by reason", "reason=\"fd_exhausted\"");
-core::Counter g_accept_other("weir_accept_errors_total", "accept(2) failures, by reason", "reason=\"other\"");
+core::Counter g_emfile("weir_accept_errors_total", "accept(2) failures, by reason",
+                       "reason=\"fd_exhausted\"");
+core::Counter g_accept_other("weir_accept_errors_total", "accept(2) failures, by reason",
+                             "reason=\"other\"");
+core::Counter g_rate_paused("weir_accept_rate_limited_total",
+                            "Times a listener paused because --accept-rate was spent "
+                            "(connections wait in the kernel backlog)");
 
 }  // namespace
 
@@ -34,7 +41,9 @@ Listener::Listener(core::Reactor& reactor, AcceptCallback on_accept)
   });
 }
 
-Listener::~Listener() { close(); }
+Listener::~Listener() {
+  close();
+}
 
 bool Listener::listen(const SocketAddress& addr, bool reuse_port, int backlog, std::string* error) {
   fd_ = create_listen_socket(addr, reuse_port, backlog, error);
@@ -86,9 +95,11 @@ void Listener::accept_loop() {
   } reset{accepting_};
   for (int i = 0; i < kAcceptBatch; ++i) {
     if (pull_mode_ && granted_ == 0) return;  // stays pending until the next grant
+    if (accept_rate_ && !admitted_by_rate()) return;
     int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
       g_accepted.inc();
+      if (accept_rate_) accept_rate_->consume(core::monotonic_ns());
       if (pull_mode_) granted_--;
       on_accept_(fd);
       continue;
@@ -108,6 +119,17 @@ void Listener::accept_loop() {
   }
   // Batch used up with connections left: continue after others had their turn.
   reactor_.post([this] { accept_loop(); });
+}
+
+// Asks the shared budget before accept(2); when it is spent the listener waits, the
+// connections left in the backlog, until it refills (the backoff timer resumes the loop).
+bool Listener::admitted_by_rate() {
+  int64_t wait_ns = accept_rate_->ready(core::monotonic_ns());
+  if (wait_ns == 0) return true;
+  g_rate_paused.inc();
+  backing_off_ = true;
+  reactor_.schedule(backoff_timer_, std::max<int64_t>(1, (wait_ns + 999'999) / 1'000'000));
+  return false;
 }
 
 // Returns true when the pending connection was shed and accepting may continue.

@@ -6,6 +6,9 @@
 // kernel's backlog. The server grants what --max-connections leaves, so the limit holds
 // without accepting and immediately closing connections.
 //
+// With an accept rate (--accept-rate, net/accept_rate.h) the listener also waits, connections
+// left in the backlog, while the shared budget is spent, and resumes when it refills.
+//
 // On EMFILE the listener spends its reserve descriptor: close it, accept the pending
 // connection, close that (the client sees a clean close instead of a hung connect), reopen
 // the reserve. When even that fails it pauses for a backoff period.
@@ -19,6 +22,7 @@
 
 #include "core/reactor.h"
 #include "core/timer_wheel.h"
+#include "net/accept_rate.h"
 #include "net/address.h"
 
 namespace weir::net {
@@ -42,12 +46,16 @@ class Listener : public core::IoHandler {
   void set_pull_mode(bool pull) { pull_mode_ = pull; }
   void resume_accepting(uint32_t batch);
   bool paused() const { return pull_mode_ && granted_ == 0; }
+  // Admits connections only as fast as `rate` allows (shared with other listeners; must
+  // outlive this one). Before listen().
+  void set_accept_rate(AcceptRate* rate) { accept_rate_ = rate; }
 
   void on_io(uint32_t events) override;
 
  private:
   void accept_loop();
   bool handle_exhaustion();
+  bool admitted_by_rate();
   void reopen_reserve();
 
   core::Reactor& reactor_;
@@ -57,6 +65,7 @@ class Listener : public core::IoHandler {
   uint16_t port_ = 0;
   bool pull_mode_ = false;
   uint32_t granted_ = 0;
+  AcceptRate* accept_rate_ = nullptr;
   bool pending_ = false;  // the backlog may hold connections (edge-triggered)
   bool backing_off_ = false;
   bool accepting_ = false;  // inside accept_loop

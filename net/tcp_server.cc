@@ -3,19 +3,55 @@
 
 #include <unistd.h>
 
+#include <future>
+
 #include "core/log.h"
 #include "core/metrics.h"
 
 namespace weir::net {
 namespace {
+
 core::Counter g_limited("weir_max_connections_reached_total",
                         "Times a listener paused because --max-connections was reached");
+// The same family as the rooms' limit="rooms_per_connection" (cluster/member.cc): one name,
+// one help text.
+core::Counter g_ip_refused("weir_limit_refusals_total", "Requests refused by a limit, by limit",
+                           "limit=\"connections_per_ip\"");
+
+// Signals the end of the loop iteration it was queued in: late hooks run after the early
+// ones (the rooms' outboxes) and after the connections' flushes queued before it.
+class IterationFence : public core::IterationHook {
+ public:
+  explicit IterationFence(std::promise<void>* done) : done_(done) {}
+  void on_end_of_iteration() override {
+    done_->set_value();
+    delete this;  // the reactor forgot the hook before calling it
+  }
+
+ private:
+  std::promise<void>* done_;
+};
+
+// A refused connection when no refusal handler was given: closed at once, input ignored.
+class ClosingHandler : public ConnectionHandler {
+ public:
+  void on_data(Connection&, char*, size_t) override {}
+  void on_closed(Connection&, CloseReason, std::string_view) override {}
+};
+
 }  // namespace
 
 TcpServer::TcpServer(TcpServerOptions options, HandlerFactory factory)
-    : options_(std::move(options)), factory_(std::move(factory)) {}
+    : options_(std::move(options)), factory_(std::move(factory)) {
+  if (options_.max_connections_per_ip > 0)
+    per_ip_ = std::make_unique<ConnectionsPerIp>(options_.max_connections_per_ip);
+  if (options_.accept_rate > 0)
+    accept_rate_ = std::make_unique<AcceptRate>(options_.accept_rate, options_.accept_burst);
+}
 
-TcpServer::~TcpServer() { stop(); }
+TcpServer::~TcpServer() {
+  stop();
+}
 
 bool TcpServer::start(std::string* error) {
   SocketAddress addr = options_.listen;
@@ -24,8 +60,10 @@ bool TcpServer::start(std::string* error) {
     worker->server = this;
     worker->reactor = std::make_unique<core::Reactor>(i, options_.tick_ms);
     Worker* w = worker.get();
-    worker->listener = std::make_unique<Listener>(*worker->reactor, [this, w](int fd) { on_accept(*w, fd); });
+    worker->listener =
+        std::make_unique<Listener>(*worker->reactor, [this, w](int fd) { on_accept(*w, fd); });
     worker->listener->set_pull_mode(options_.max_connections > 0);
+    worker->listener->set_accept_rate(accept_rate_.get());
     if (!worker->listener->listen(addr, true, options_.backlog, error)) return false;
     if (i == 0) {
       port_ = worker->listener->port();
@@ -53,7 +91,7 @@ void TcpServer::stop() {
     w->reactor->post([w] {
       w->listener->close();
       // Abort what is still open: a graceful drain happens above this layer, before stop().
-      for (auto& [conn, owned] : w->connections) owned->abort();
+      for (auto& [conn, held] : w->connections) held.connection->abort();
       // One more iteration delivers the aborts' on_closed; then the rest (lingering
       // connections) is destroyed here, on its own thread, before per-thread state goes.
       w->reactor->post([w] {
@@ -70,19 +108,59 @@ void TcpServer::stop() {
 }
 
 void TcpServer::stop_accepting() {
-  for (auto& worker : workers_) {
-    Worker* w = worker.get();
-    w->reactor->post([w] { w->listener->close(); });
+  if (!started_) return;
+  std::vector<std::promise<void>> closed(workers_.size());
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    Worker* w = workers_[i].get();
+    w->reactor->post([w, done = &closed[i]] {
+      w->listener->close();
+      done->set_value();
+    });
   }
+  for (auto& done : closed) done.get_future().wait();
+}
+
+void TcpServer::run_on_every_thread(const ThreadVisitor& fn) {
+  if (!started_) return;
+  std::vector<std::promise<void>> done(workers_.size());
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    Worker* w = workers_[i].get();
+    w->reactor->post([w, &fn, fence = &done[i]] {
+      std::vector<Connection*> connections;
+      connections.reserve(w->connections.size());
+      for (auto& [conn, held] : w->connections) connections.push_back(conn);
+      fn(*w->reactor, connections);
+      w->reactor->on_end_of_iteration(new IterationFence(fence));
+    });
+  }
+  for (auto& fence : done) fence.get_future().wait();
 }
 
 void TcpServer::on_accept(Worker& worker, int fd) {
   open_.fetch_add(1, std::memory_order_relaxed);
   auto conn = std::make_unique<Connection>(*worker.reactor, fd, options_.connection, &worker);
   Connection* raw = conn.get();
-  worker.connections.emplace(raw, std::move(conn));
-  raw->set_handler(factory_(*raw));
+  bool admitted = !per_ip_ || per_ip_->try_acquire(raw->peer());
+  worker.connections.emplace(raw, Held{std::move(conn), per_ip_ && admitted});
+  if (admitted)
+    raw->set_handler(factory_(*raw));
+  else
+    refuse(worker, *raw);
   if (options_.max_connections > 0 && worker.listener->paused()) grant(worker);
+}
+
+// Over --max-connections-per-ip: counted, logged at most once a second per thread (a flood
+// must not flood the log), and handed to the refusal handler.
+void TcpServer::refuse(Worker& worker, Connection& conn) {
+  g_ip_refused.inc();
+  if (worker.reactor->now_ms() - worker.last_refusal_log_ms >= 1000) {
+    worker.last_refusal_log_ms = worker.reactor->now_ms();
+    log_warn("connection from %s refused: it holds --max-connections-per-ip (%u) already",
+             conn.peer().to_string().c_str(), options_.max_connections_per_ip);
+  }
+  if (refusal_factory_) return conn.set_handler(refusal_factory_(conn));
+  conn.set_handler(std::make_unique<ClosingHandler>());
+  conn.close();
 }
 
 // Grants the listener what the global limit still allows. Two threads may both grant the
@@ -111,7 +189,8 @@ void TcpServer::regrant_all() {
 void TcpServer::Worker::on_connection_finished(Connection& conn) {
   auto it = connections.find(&conn);
   if (it == connections.end()) return;
-  reactor->retire(std::move(it->second));
+  if (it->second.counted_for_ip) server->per_ip_->release(conn.peer());
+  reactor->retire(std::move(it->second.connection));
   connections.erase(it);
   size_t before = server->open_.fetch_sub(1, std::memory_order_relaxed);
   if (server->options_.max_connections > 0 && before == server->options_.max_connections)

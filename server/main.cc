@@ -2,10 +2,12 @@
 #include <signal.h>
 #include <sys/resource.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <functional>
 #include <string>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "net/tcp_echo.h"
 #include "net/tcp_server.h"
@@ -44,6 +46,23 @@ void wait_for_shutdown(const sigset_t& set, const std::function<void()>& on_relo
   }
 }
 
+// During the drain: waits up to `ms` for another SIGINT/SIGTERM, which cuts the drain short
+// (the impatient second Ctrl-C). A SIGHUP meanwhile is taken and ignored.
+bool stop_signal_within(const sigset_t& set, int64_t ms) {
+  const int64_t until = core::monotonic_ms() + ms;
+  for (int64_t left = ms; left > 0; left = until - core::monotonic_ms()) {
+    struct timespec wait = {static_cast<time_t>(left / 1000),
+                            static_cast<long>(left % 1000) * 1000000};
+    int sig = sigtimedwait(&set, nullptr, &wait);
+    if (sig == SIGINT || sig == SIGTERM) {
+      log_info("received %s again: ending the drain now", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      return true;
+    }
+    if (sig < 0 && errno != EINTR && errno != EAGAIN) return false;
+  }
+  return false;
+}
+
 net::TcpServerOptions server_options(const server::Flags& flags, const std::string& listen,
                                      std::string* error, bool* ok) {
   net::TcpServerOptions o;
@@ -74,7 +93,8 @@ int run_tcp_echo(const server::Flags& flags, const sigset_t& signals) {
     std::fprintf(stderr, "weir: %s\n", error.c_str());
     return 1;
   }
-  log_info("tcp echo on %s port %u, %d threads", o.listen.host().c_str(), server.port(), server.threads());
+  log_info("tcp echo on %s port %u, %d threads", o.listen.host().c_str(), server.port(),
+           server.threads());
   wait_for_shutdown(signals, nullptr);
   server.stop();
   return 0;
@@ -107,11 +127,15 @@ int main(int argc, char** argv) {
   core::LogLevel level;
   core::parse_log_level(flags.log_level, &level);
   core::set_log_level(level);
-  core::set_log_format(flags.log_format == "json" ? core::LogFormat::kJson : core::LogFormat::kText);
+  core::LogFormat format;
+  core::parse_log_format(flags.log_format, &format);
+  core::set_log_format(format);
   raise_descriptor_limit();
   sigset_t signals = block_signals();
   if (!flags.tcp_echo.empty()) return run_tcp_echo(flags, signals);
-  return server::run_http_service(flags, [&](const std::function<void()>& on_reload) {
-    wait_for_shutdown(signals, on_reload);
-  });
+  // SIGTERM and SIGINT both drain (server/drain.h); a second one ends the drain at once. The
+  // raw TCP echo service above stops at once.
+  return server::run_http_service(
+      flags, [&](const std::function<void()>& on_reload) { wait_for_shutdown(signals, on_reload); },
+      [&](int64_t ms) { return stop_signal_within(signals, ms); });
 }

@@ -313,5 +313,44 @@ TEST(Metrics, DestroyedMetricIsUnregistered) {
   EXPECT_TRUE(family_lines("test_scoped_total").empty());
 }
 
+TEST(Metrics, HelpTextIsEscapedAsTheFormatRequires) {
+  Counter c("test_help_escape_total", "Counts a \\ and a\nnewline.");
+  EXPECT_EQ(family_lines("test_help_escape_total").front(),
+            "# HELP test_help_escape_total Counts a \\\\ and a\\nnewline.");
+}
+
+// Two files declaring the same series (same name and labels) must not make a duplicate
+// series: the scrape shows one sample with the sum.
+TEST(Metrics, SeriesDeclaredTwiceIsRenderedOnceWithTheSum) {
+  Counter a("test_twice_total", "Twice.", "limit=\"x\"");
+  Counter other("test_twice_total", "Twice.", "limit=\"y\"");
+  Counter b("test_twice_total", "Twice.", "limit=\"x\"");
+  Gauge g1("test_twice_gauge", "Twice gauge.");
+  Gauge g2("test_twice_gauge", "Twice gauge.");
+  a.inc(2);
+  b.inc(5);
+  other.inc(1);
+  g1.add(3);
+  g2.add(-1);
+  EXPECT_EQ(family_lines("test_twice_total"),
+            (std::vector<std::string>{
+                "# HELP test_twice_total Twice.", "# TYPE test_twice_total counter",
+                "test_twice_total{limit=\"x\"} 7", "test_twice_total{limit=\"y\"} 1"}));
+  EXPECT_EQ(family_lines("test_twice_gauge").back(), "test_twice_gauge 2");
+}
+
+// A family has one TYPE: a declaration that contradicts the first one is left out rather
+// than rendered under the wrong TYPE.
+TEST(Metrics, DeclarationOfAnotherTypeIsLeftOut) {
+  Counter counter("test_conflict_total", "Conflict.", "k=\"a\"");
+  Gauge gauge("test_conflict_total", "Conflict as a gauge.", "k=\"b\"");
+  counter.inc();
+  gauge.add(4);
+  EXPECT_EQ(family_lines("test_conflict_total"),
+            (std::vector<std::string>{"# HELP test_conflict_total Conflict.",
+                                      "# TYPE test_conflict_total counter",
+                                      "test_conflict_total{k=\"a\"} 1"}));
+}
+
 }  // namespace
 }  // namespace weir::core

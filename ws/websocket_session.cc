@@ -1,6 +1,7 @@
 // ws/websocket_session.cc — WebSocket session: framing, deflate, keepalive, close handshake.
 #include "ws/websocket_session.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "core/log.h"
@@ -24,6 +25,9 @@ core::Counter g_pings("weir_ws_pings_sent_total", "Keepalive pings sent to silen
 core::Counter g_idle("weir_ws_idle_timeouts_total",
                      "Sessions closed for staying silent past --idle-timeout");
 core::Gauge g_open("weir_ws_sessions_open", "WebSocket sessions open");
+core::Counter g_drain_dropped("weir_ws_drain_dropped_messages_total",
+                              "Messages received while the server drained, dropped unprocessed "
+                              "(never acknowledged)");
 
 // Close codes we send, by code; anything else lands in "other".
 constexpr uint16_t kCountedCodes[] = {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1013};
@@ -77,8 +81,9 @@ WebSocketSession::WebSocketSession(net::Connection& conn, const WebSocketOptions
     deflate_ = std::make_unique<PerMessageDeflate>(workspace, *deflate, Role::kServer,
                                                    options.max_message_size);
   last_rx_ms_ = conn_.reactor().now_ms();
+  opened_ms_ = last_rx_ms_;
   keepalive_timer_.set_callback([this] { on_keepalive_timer(); });
-  close_timer_.set_callback([this] { conn_.abort(); });
+  close_timer_.set_callback([this] { on_close_timer(); });
   g_open.inc();
 }
 
@@ -91,6 +96,15 @@ void WebSocketSession::start(std::unique_ptr<WebSocketHandler> handler) {
   int64_t first =
       options_.ping_interval_ms > 0 ? options_.ping_interval_ms : options_.idle_timeout_ms;
   if (first > 0) conn_.reactor().schedule(keepalive_timer_, first);
+  if (core::log_enabled(core::LogLevel::kInfo)) {
+    std::string peer = conn_.peer().to_string();
+    core::log_event(core::LogLevel::kInfo, "ws open",
+                    {{"conn", conn_.id()},
+                     {"peer", peer},
+                     {"path", path_},
+                     {"subprotocol", subprotocol_},
+                     {"deflate", deflate_ ? "on" : "off"}});
+  }
   handler_->on_open(*this);
 }
 
@@ -147,6 +161,11 @@ bool WebSocketSession::inflate_piece(std::span<const char> data, bool message_co
 void WebSocketSession::deliver(std::string_view payload) {
   g_msgs_in.inc();
   g_bytes_in.inc(payload.size());
+  messages_in_++;
+  if (!taking_messages_) {
+    g_drain_dropped.inc();
+    return;
+  }
   if (handler_) handler_->on_message(*this, message_opcode_, payload);
   if (message_.capacity() > (1u << 20)) std::string().swap(message_);  // don't pin big buffers
 }
@@ -162,7 +181,7 @@ void WebSocketSession::on_close(bool code_present, uint16_t code, std::string_vi
   if (state_ == State::kOpen) {
     // Echo the peer's code (RFC 6455 5.5.1); without one, answer with an empty close.
     send_close_frame(code_present ? code : kCloseNoStatus, {});
-    notify_close(code_present ? code : kCloseNoStatus, reason);
+    notify_close(code_present ? code : kCloseNoStatus, reason, Closer::kPeer);
   }
   state_ = State::kClosed;
   close_timer_.cancel();
@@ -174,6 +193,7 @@ void WebSocketSession::on_close(bool code_present, uint16_t code, std::string_vi
 SendResult WebSocketSession::send(Opcode opcode, std::string_view payload) {
   if (state_ != State::kOpen) return SendResult::kClosed;
   g_msgs_out.inc();
+  messages_out_++;
   if (deflate_ && payload.size() >= options_.compress_min_bytes) {
     t_compressed.clear();
     ParseResult r = deflate_->compressor().compress(payload, &t_compressed);
@@ -189,6 +209,7 @@ SendResult WebSocketSession::send_frame(const core::SharedBuffer& buffer, size_t
                                         size_t length, uint32_t frames) {
   if (state_ != State::kOpen) return SendResult::kClosed;
   g_msgs_out.inc(frames);
+  messages_out_ += frames;
   g_frames_out.inc(frames);
   g_bytes_out.inc(length);
   return conn_.write(buffer, offset, length) == net::WriteResult::kAccepted ? SendResult::kQueued
@@ -225,8 +246,32 @@ void WebSocketSession::close(uint16_t code, std::string_view reason) {
   if (state_ != State::kOpen) return;
   state_ = State::kClosing;
   send_close_frame(code, reason);
-  notify_close(code, reason);
+  notify_close(code, reason, Closer::kServer);
   conn_.reactor().schedule(close_timer_, options_.close_timeout_ms);
+}
+
+void WebSocketSession::go_away(std::string_view reason, int64_t flush_deadline_ms) {
+  if (state_ != State::kOpen) return;
+  flush_deadline_ms_ = flush_deadline_ms;
+  written_at_close_check_ = conn_.bytes_written();
+  close(kCloseGoingAway, reason.substr(0, kMaxCloseReason));
+  // The peer's close reply must be read even if the application had paused reading.
+  conn_.resume_reading();
+}
+
+// The peer did not answer our close in time. A queue still flowing towards a slow reader gets
+// until the drain's flush deadline (0 outside a drain); a reader that took nothing for a whole
+// close_timeout is stalled and dropped at once, as is everything at the deadline.
+void WebSocketSession::on_close_timer() {
+  int64_t now = conn_.reactor().now_ms();
+  bool flowing = conn_.bytes_written() != written_at_close_check_;
+  written_at_close_check_ = conn_.bytes_written();
+  if (now < flush_deadline_ms_ && conn_.queued_bytes() > 0 && flowing) {
+    conn_.reactor().schedule(close_timer_,
+                             std::min(options_.close_timeout_ms, flush_deadline_ms_ - now));
+    return;
+  }
+  conn_.abort();
 }
 
 // _Fail the WebSocket Connection_ (RFC 6455 7.1.7): send our code, then close TCP.
@@ -236,15 +281,18 @@ void WebSocketSession::fail(uint16_t code, std::string_view reason) {
             static_cast<unsigned long long>(conn_.id()), conn_.peer().to_string().c_str(), code,
             static_cast<int>(reason.size()), reason.data());
   send_close_frame(code, reason);
-  notify_close(code, reason);
+  notify_close(code, reason, Closer::kServer);
   state_ = State::kClosed;
   close_timer_.cancel();
   conn_.close();
 }
 
-void WebSocketSession::notify_close(uint16_t code, std::string_view reason) {
+void WebSocketSession::notify_close(uint16_t code, std::string_view reason, Closer closer) {
   if (close_notified_) return;
   close_notified_ = true;
+  close_code_ = code;
+  close_reason_ = reason;
+  closer_ = closer;
   keepalive_timer_.cancel();
   if (handler_) handler_->on_close(*this, code, reason);
 }
@@ -257,10 +305,32 @@ void WebSocketSession::on_closed(net::Connection&, net::CloseReason reason,
   keepalive_timer_.cancel();
   close_timer_.cancel();
   if (reason == net::CloseReason::kBufferOverrun)
-    notify_close(kClosePolicyViolation, "slow consumer: buffer overrun");
+    notify_close(kClosePolicyViolation, "slow consumer: buffer overrun", Closer::kNone);
   else
-    notify_close(kCloseAbnormal, detail);
+    notify_close(kCloseAbnormal, detail, Closer::kNone);
   if (deflate_) deflate_->decompressor().abandon_message();
+  log_closed(reason);
+}
+
+// The session's one closing line: the WebSocket close code and reason (1006: none was
+// exchanged), who sent the first close frame, and what the connection carried.
+void WebSocketSession::log_closed(net::CloseReason reason) {
+  if (!core::log_enabled(core::LogLevel::kInfo)) return;
+  static constexpr const char* kClosers[] = {"server", "peer", "none"};
+  std::string peer = conn_.peer().to_string();
+  core::log_event(core::LogLevel::kInfo, "ws close",
+                  {{"conn", conn_.id()},
+                   {"peer", peer},
+                   {"path", path_},
+                   {"code", close_code_},
+                   {"reason", close_reason_},
+                   {"closed_by", kClosers[static_cast<int>(closer_)]},
+                   {"tcp", net::close_reason_name(reason)},
+                   {"duration_ms", conn_.reactor().now_ms() - opened_ms_},
+                   {"bytes_in", conn_.bytes_read()},
+                   {"bytes_out", conn_.bytes_written()},
+                   {"messages_in", messages_in_},
+                   {"messages_out", messages_out_}});
 }
 
 // TCP FIN without a close frame: the session is over (1006 to the handler), and we finish
@@ -269,7 +339,8 @@ void WebSocketSession::on_peer_closed(net::Connection&) {
   state_ = State::kClosed;
   keepalive_timer_.cancel();
   close_timer_.cancel();
-  notify_close(kCloseAbnormal, "peer closed the TCP connection without a close frame");
+  notify_close(kCloseAbnormal, "peer closed the TCP connection without a close frame",
+               Closer::kNone);
   conn_.close();
 }
 

@@ -10,6 +10,15 @@
 // sends its close code (1002, 1007, 1009) and closes at once. A close we start waits up to
 // close_timeout for the peer's reply. 1005 and 1006 are reported to the handler, never sent.
 //
+// Drain (server/drain.h) takes two steps: stop_taking_messages() (messages that arrive are
+// dropped, never handed to the application, so a draining node takes no new work; pings and
+// the close handshake go on), then go_away() (close 1001 with a reason, queued output flushed
+// up to a deadline).
+//
+// Lifecycle logs: one info line when the session opens (peer, path) and one when its
+// connection is gone (close code, reason, who closed, duration, bytes and messages); nothing
+// per message.
+//
 // Thread-safety: none; everything runs on the connection's reactor thread.
 #pragma once
 
@@ -76,6 +85,15 @@ class WebSocketSession final : public net::ConnectionHandler, private FrameHandl
   SendResult ping(std::string_view payload);
   // Starts the close handshake with `code` (a valid wire code) and a short reason.
   void close(uint16_t code, std::string_view reason);
+  // Drain: from now on messages from the peer are dropped (counted), not delivered.
+  void stop_taking_messages() { taking_messages_ = false; }
+  // Drain: closes with 1001 and `reason` (at most 123 bytes), then waits for the peer's close
+  // while queued output still flows, until `flush_deadline_ms` (reactor clock) at the latest;
+  // with nothing left to send, or nothing taken by the peer for a whole close_timeout, it
+  // waits close_timeout as close() does.
+  void go_away(std::string_view reason, int64_t flush_deadline_ms);
+  // The request path the session was opened at (for its log lines); before start().
+  void set_path(std::string_view path) { path_ = path; }
 
   void suspend_reading() { conn_.suspend_reading(); }
   void resume_reading() { conn_.resume_reading(); }
@@ -96,6 +114,7 @@ class WebSocketSession final : public net::ConnectionHandler, private FrameHandl
 
  private:
   enum class State { kOpen, kClosing, kClosed };
+  enum class Closer { kServer, kPeer, kNone };  // who sent the first close frame
 
   // FrameHandler
   void on_message_begin(Opcode opcode, bool compressed) override;
@@ -109,8 +128,10 @@ class WebSocketSession final : public net::ConnectionHandler, private FrameHandl
   SendResult write_frame(Opcode opcode, bool rsv1, std::string_view payload);
   void send_close_frame(uint16_t code, std::string_view reason);
   void fail(uint16_t code, std::string_view reason);
-  void notify_close(uint16_t code, std::string_view reason);
+  void notify_close(uint16_t code, std::string_view reason, Closer closer);
   void on_keepalive_timer();
+  void on_close_timer();
+  void log_closed(net::CloseReason reason);
 
   net::Connection& conn_;
   WebSocketOptions options_;
@@ -128,6 +149,16 @@ class WebSocketSession final : public net::ConnectionHandler, private FrameHandl
   int64_t last_rx_ms_ = 0;
   core::Timer keepalive_timer_;
   core::Timer close_timer_;
+  bool taking_messages_ = true;
+  int64_t flush_deadline_ms_ = 0;        // go_away(): output may flow until then
+  uint64_t written_at_close_check_ = 0;  // bytes written when the close timer last looked
+  // For the lifecycle log lines.
+  std::string path_;
+  int64_t opened_ms_ = 0;
+  uint64_t messages_in_ = 0, messages_out_ = 0;
+  uint16_t close_code_ = 0;
+  std::string close_reason_;
+  Closer closer_ = Closer::kNone;
 };
 
 }  // namespace weir::ws
