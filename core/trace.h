@@ -1,0 +1,103 @@
+// core/trace.h — spans for the OTLP/HTTP JSON exporter (--otlp-endpoint): W3C trace ids, the
+// span record, a per-thread queue, and the one exporter thread that posts them in batches.
+//
+// A layer records a span on its own thread: Span::start(), add() attributes, end(). end()
+// copies the span (fixed size, no allocation) into the calling thread's ring; the exporter
+// thread drains every ring, and every second or at kExportBatch spans posts one OTLP JSON
+// document with a blocking HTTP/1.1 POST. A full ring drops the span (counted), so a slow or
+// dead collector never blocks a reactor. With the exporter off, recording costs one branch:
+// callers test tracing_enabled() first.
+//
+//   reactor thread: span.end() -> [ring, 2048 spans] --+
+//   reactor thread: span.end() -> [ring, 2048 spans] --+--> exporter thread -> POST /v1/traces
+//
+// Counted in weir_otlp_spans_total{result="exported|dropped|failed"}.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace weir::core {
+
+constexpr size_t kExportBatch = 512;
+
+// A W3C trace context (traceparent: 00-<trace id>-<parent span id>-<flags>).
+struct TraceContext {
+  uint8_t trace_id[16];
+  uint8_t span_id[8];
+  uint8_t flags = 0;
+};
+
+// Parses a version-00 traceparent; false when malformed or an id is all zeros.
+bool parse_traceparent(std::string_view text, TraceContext* out);
+// Random ids from a per-thread generator (never all zeros). Thread-safe.
+void new_trace_id(uint8_t out[16]);
+void new_span_id(uint8_t out[8]);
+// Wall clock in nanoseconds since the epoch. Thread-safe.
+int64_t wall_ns();
+
+namespace detail {
+extern std::atomic<bool> g_tracing;
+}
+// True while the exporter runs. Thread-safe; the one branch on the hot path.
+inline bool tracing_enabled() {
+  return detail::g_tracing.load(std::memory_order_relaxed);
+}
+
+// One span, fixed size: attribute keys are static strings, texts are copied (cut at capacity).
+// Not initialised until start(). Used by one thread at a time.
+class Span {
+ public:
+  enum class Kind : uint8_t { kInternal = 1, kServer = 2 };
+  static constexpr size_t kMaxAttributes = 6;
+  static constexpr size_t kTextBytes = 256;
+  static constexpr size_t kTraceStateBytes = 256;
+
+  Span() {}  // NOLINT: left uninitialised on purpose (start() fills it)
+  // Starts the span at `start_ns` (0: now), in the trace `traceparent` names when it parses
+  // (its span becomes our parent, tracestate kept), else in a new trace.
+  void start(const char* name, Kind kind, std::string_view traceparent = {},
+             std::string_view tracestate = {}, int64_t start_ns = 0);
+  void add(const char* key, std::string_view text);
+  void add(const char* key, int64_t number);
+  // Ends the span now and queues it for the exporter (or drops it, counted).
+  void end();
+
+  struct Attribute {
+    const char* key;
+    int64_t number;
+    uint16_t text_offset, text_length;
+    bool is_text;
+  };
+  const char* name;
+  Kind kind;
+  bool has_parent;
+  uint8_t trace_id[16], span_id[8], parent_span_id[8];
+  int64_t start_ns, end_ns;
+  uint8_t attribute_count;
+  uint16_t text_used, trace_state_length;
+  Attribute attributes[kMaxAttributes];
+  char text[kTextBytes];
+  char trace_state[kTraceStateBytes];
+};
+
+// Appends the OTLP/HTTP JSON document for `spans` to `out`. Pure: the unit tests call it.
+void encode_otlp_json(std::span<const Span> spans, std::string_view service_name, std::string* out);
+
+struct TraceExporterConfig {
+  std::string endpoint;  // http://HOST:PORT/PATH
+  std::string service_name = "weir";
+  int64_t interval_ms = 1000;
+  int64_t timeout_ms = 2000;  // connect, send and answer, each
+};
+// Starts the exporter thread; false with a reason when the endpoint does not parse. Call
+// once, from the main thread, before the reactors record.
+bool start_trace_exporter(const TraceExporterConfig& config, std::string* error);
+// Stops recording, posts what is queued, joins the thread. Main thread; idempotent.
+void stop_trace_exporter();
+
+}  // namespace weir::core
