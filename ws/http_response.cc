@@ -20,7 +20,7 @@ void append_sanitized(std::string* out, std::string_view text) {
 }
 
 bool is_bodiless(int status) {
-  return (status >= 100 && status < 200) || status == 204;
+  return (status >= 100 && status < 200) || status == 204 || status == 304;
 }
 
 // Finishes an error response whose text/plain body is `reason` + "\n", written in place so no

@@ -34,8 +34,9 @@ class HttpResponse {
   // Connection: close when `closing`; a no-op otherwise (HTTP/1.1 persists by default).
   HttpResponse& close(bool closing);
 
-  // Content-Length (except for 1xx and 204, which must not have one), the blank line and the
-  // body. `head_request` keeps the length of `body` but leaves its bytes out (RFC 9110 9.3.2).
+  // Content-Length (except for 1xx, 204 and 304, which must not have one), the blank line and
+  // the body. `head_request` keeps the length of `body` but leaves its bytes out (RFC 9110
+  // 9.3.2).
   void end(std::string_view body = {}, bool head_request = false);
   // Ends the header section with no Content-Length: for 101 Switching Protocols.
   void end_without_body();
