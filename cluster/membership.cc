@@ -471,7 +471,12 @@ void Membership::apply_suspect(const MemberUpdate& update) {
 
 void Membership::apply_dead(const MemberUpdate& update) {
   if (update.node_id == config_.node_id) {
-    if (running_ && update.incarnation >= self().info.incarnation) refute(update.incarnation);
+    if (running_ && update.incarnation >= self().info.incarnation) {
+      refute(update.incarnation);
+      // Others declared us dead (we were paused, or cut off): they may have taken over what
+      // we own. The callback hears it as a kDead event about ourselves.
+      if (on_change_) on_change_(self().info, MemberEvent::kDead);
+    }
     return;
   }
   auto it = nodes_.find(update.node_id);

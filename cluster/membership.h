@@ -63,6 +63,7 @@ struct MemberInfo {
   uint32_t incarnation = 0;
 };
 
+// kDead about this node itself: others declared it dead, and it refuted.
 enum class MemberEvent { kJoined, kAliveAgain, kSuspected, kDead, kLeft };
 const char* member_event_name(MemberEvent event);
 

@@ -103,7 +103,7 @@ void hello_tag(std::string_view secret, std::string_view signed_bytes, std::stri
                unsigned char* tag) {
   char buf[kMaxHelloLength + kNonceBytes];
   std::memcpy(buf, signed_bytes.data(), signed_bytes.size());
-  std::memcpy(buf + signed_bytes.size(), extra.data(), extra.size());
+  if (!extra.empty()) std::memcpy(buf + signed_bytes.size(), extra.data(), extra.size());
   unsigned int len = 0;
   HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
        reinterpret_cast<const unsigned char*>(buf), signed_bytes.size() + extra.size(), tag, &len);

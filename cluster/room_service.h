@@ -8,8 +8,11 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <latch>
 #include <memory>
+#include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -31,6 +34,17 @@ class RoomService {
   void set_store(store::Store* store) { store_ = store; }
   void set_session_key(std::string key) { tokens_ = SessionTokens(std::move(key)); }
   store::Store* store() const { return store_; }
+  // Before the reactors start, when the node is part of a cluster: rooms then have owner
+  // nodes (the views arrive as kView messages), and `sender` puts frames on the peer links
+  // (called on thread 0 only; false when the link to `node` is not up).
+  using NodeSender = std::function<bool(const std::string& node, uint8_t type,
+                                        std::span<const std::string_view> parts)>;
+  void set_node_sender(NodeSender sender) { node_sender_ = std::move(sender); }
+  bool clustered() const { return static_cast<bool>(node_sender_); }
+  bool send_to_node(const std::string& node, uint8_t type,
+                    std::span<const std::string_view> parts) const {
+    return node_sender_ && node_sender_(node, type, parts);
+  }
   const SessionTokens& tokens() const { return tokens_; }
 
   void attach(core::Reactor& reactor);
@@ -48,6 +62,7 @@ class RoomService {
   std::latch ready_;
   std::atomic<uint64_t> epoch_counter_{0};
   store::Store* store_ = nullptr;
+  NodeSender node_sender_;
   SessionTokens tokens_{std::string()};
 };
 

@@ -11,6 +11,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/trace.h"
 #include "ws/envelope.h"
 #include "ws/frame_encoder.h"
 
@@ -27,15 +28,28 @@ core::Counter g_joins("weir_room_joins_total", "Room joins confirmed");
 core::Gauge g_rooms("weir_rooms", "Rooms with at least one member (owned, summed over threads)");
 core::Gauge g_memberships("weir_room_memberships", "Members summed over rooms");
 
-constexpr size_t kFrameHeaderRoom = 10;    // the largest unmasked header for a text frame
 constexpr size_t kMaxSeenIds = 100000;     // message ids a room remembers at most
 constexpr size_t kMaxClosedRooms = 65536;  // emptied rooms whose epoch and offsets are kept
 constexpr uint64_t kSeedMessages = 10000;  // recent messages whose ids a loading room reads
 
+// --otlp-endpoint: a publish's span runs from the member's message to its offset, in the trace
+// the message's traceparent names (API and other nodes' publishes start at the offset).
+void trace_publish(const ShardMessage& m, uint64_t offset) {
+  core::Span span;
+  span.start("room.publish", core::Span::Kind::kServer, m.traceparent, m.tracestate,
+             m.trace_start_ns);
+  span.add("weir.room.id", m.room_id);
+  span.add("weir.room.offset", static_cast<int64_t>(offset));
+  span.add("weir.message.bytes", static_cast<int64_t>(m.content.size()));
+  span.end();
+}
+
 }  // namespace
 
 RoomShard::RoomShard(RoomService& service, core::Reactor& reactor, int index)
-    : service_(service), reactor_(reactor), index_(index), outbox_(service.threads()) {}
+    : service_(service), reactor_(reactor), index_(index), outbox_(service.threads()) {
+  registration_timer_.set_callback([this] { retry_registrations(); });
+}
 
 int RoomShard::owner_of(std::string_view room_id) const {
   return service_.owner_of(room_id);
@@ -91,6 +105,9 @@ void RoomShard::handle(ShardMessage& m) {
     case K::kBlock:
     case K::kFannedOut:
     case K::kInspect:
+    case K::kNodeInterest:
+    case K::kNodeUninterest:
+    case K::kNodePublish:
       if (auto it = owned_.find(m.room_id); it != owned_.end() && it->second.loading) {
         it->second.waiting.push_back(std::move(m));
         return;
@@ -123,6 +140,8 @@ void RoomShard::handle(ShardMessage& m) {
     case K::kPublished:
     case K::kInspected:
       return on_api_answer(m);
+    default:
+      return handle_cluster(m);
   }
 }
 
@@ -133,6 +152,7 @@ RoomShard::Room& RoomShard::create_room(const std::string& id) {
   Room room;
   room.id = id;
   room.incarnation = next_incarnation_++;
+  room.key = service_.new_epoch();
   room.interest.assign(service_.threads(), 0);
   room.transit.assign(service_.threads(), 0);
   room.rate = core::Gcra(config.room_rate_limit, config.room_rate_burst);
@@ -140,6 +160,14 @@ RoomShard::Room& RoomShard::create_room(const std::string& id) {
   // or after its last member left) and remembers the message ids of its recent history; the
   // first join waits for both.
   store::Store* store = service_.store();
+  if (const std::string* owner = owner_node_of(id)) {  // another node orders it: ask there
+    room.owner_node = *owner;
+    room.loading = true;
+    Room& mirror = owned_.emplace(id, std::move(room)).first->second;
+    g_rooms.inc();
+    register_interest(mirror);
+    return mirror;
+  }
   room.loading = store && config.durability != Durability::kNone;
   bool known = false;
   if (auto closed = closed_rooms_.find(id); closed != closed_rooms_.end()) {
@@ -169,15 +197,18 @@ void RoomShard::room_loaded(const std::string& id, uint64_t incarnation, store::
   auto it = owned_.find(id);
   if (it == owned_.end() || it->second.incarnation != incarnation) return;
   Room& room = it->second;
+  if (mirrors(room)) return;  // it moved to another node meanwhile: that node answers now
+  uint64_t epoch = 0, offset = 0;
   if (status == store::Status::kOk && state.epoch != 0) {
-    room.epoch = state.epoch;
-    room.last_offset = room.delivered = state.last_offset;
+    epoch = state.epoch;
+    offset = state.last_offset;
   } else {
-    room.epoch = service_.new_epoch();
+    epoch = service_.new_epoch();
     if (status != store::Status::kNotFound)  // members will see recovered: false on resume
       log_warn("room %s: store unavailable (%s), starting a new epoch", id.c_str(),
                store::to_string(status));
   }
+  continue_room(room, epoch, offset);  // a room this node mirrored until now tells its members
   load_recent_ids(room);
 }
 
@@ -193,6 +224,7 @@ void RoomShard::load_recent_ids(Room& room) {
           store::Status status, std::vector<store::StoredMessage> messages, uint64_t) {
         auto it = owned_.find(id);
         if (it == owned_.end() || it->second.incarnation != incarnation) return;
+        if (mirrors(it->second)) return;
         if (status == store::Status::kOk) seed_seen_ids(it->second, messages);
         finish_loading(it->second);
       });
@@ -219,27 +251,31 @@ void RoomShard::finish_loading(Room& room) {
   room.loading = false;
   std::vector<ShardMessage> waiting;
   waiting.swap(room.waiting);
+  if (waiting.empty()) return;  // loaded at once for the join that created it: it counts next
+  std::string id = room.id;
   for (ShardMessage& m : waiting) handle(m);  // `room` may be gone after any of these
+  close_if_unused(id);                        // loaded for traffic that needed nobody here
+}
+
+RoomShard::Room* RoomShard::room_for(ShardMessage& m) {
+  if (auto it = owned_.find(m.room_id); it != owned_.end()) return &it->second;
+  Room& created = create_room(m.room_id);
+  if (!created.loading) return &created;
+  created.waiting.push_back(std::move(m));
+  return nullptr;
 }
 
 void RoomShard::owner_join(ShardMessage& m) {
-  auto it = owned_.find(m.room_id);
-  if (it == owned_.end()) {
-    Room& created = create_room(m.room_id);
-    if (created.loading) {
-      created.waiting.push_back(std::move(m));
-      return;
-    }
-    it = owned_.find(m.room_id);
-  }
-  Room& room = it->second;
+  Room* found = room_for(m);
+  if (!found) return;
+  Room& room = *found;
   submit_appends();  // what the joiner's offset covers is in the store before it can read
   room.interest[m.from_thread]++;
   room.members++;
   g_memberships.inc();
   ShardMessage reply{ShardMessage::Kind::kJoined};
   reply.room_id = room.id;
-  reply.room_key = room.epoch;
+  reply.room_key = room.key;
   reply.epoch = room.epoch;
   reply.offset = room.delivered;  // sync: what is still being committed reaches it after this
   reply.member_id = m.member_id;
@@ -248,7 +284,7 @@ void RoomShard::owner_join(ShardMessage& m) {
   send(m.from_thread, std::move(reply));
   if (paused) {
     ShardMessage pause{ShardMessage::Kind::kPaused};
-    pause.room_key = room.epoch;
+    pause.room_key = room.key;
     send(m.from_thread, std::move(pause));
   }
 }
@@ -264,22 +300,24 @@ void RoomShard::owner_leave(ShardMessage& m) {
   }
   if (room.members > 0) room.members--;
   g_memberships.dec();
-  if (room.members == 0) {  // no empty room lingers; with a store, the next join continues it
-    if (service_.store() && !room.loading) {
-      closed_rooms_[room.id] = ClosedRoom{{room.epoch, room.last_offset}, ++closed_seq_};
-      closed_order_.emplace_back(room.id, closed_seq_);
-      while (closed_order_.size() > kMaxClosedRooms) {
-        auto& [id, seq] = closed_order_.front();
-        auto oldest = closed_rooms_.find(id);
-        if (oldest != closed_rooms_.end() && oldest->second.seq == seq) closed_rooms_.erase(oldest);
-        closed_order_.pop_front();
-      }
-    }
-    for (ShardMessage& waiting : room.rate_waiting)  // nobody left to deliver them to
-      answer_publish(origin_of(waiting), 404, 0, 0);
-    owned_.erase(it);
-    g_rooms.dec();
+  close_if_unused(m.room_id);  // no empty room lingers; with a store, the next join continues it
+}
+
+void RoomShard::remember_closed(const Room& room) {
+  if (!service_.store() || room.loading) return;
+  closed_rooms_[room.id] = ClosedRoom{{room.epoch, room.last_offset}, ++closed_seq_};
+  closed_order_.emplace_back(room.id, closed_seq_);
+  while (closed_order_.size() > kMaxClosedRooms) {
+    auto& [id, seq] = closed_order_.front();
+    auto oldest = closed_rooms_.find(id);
+    if (oldest != closed_rooms_.end() && oldest->second.seq == seq) closed_rooms_.erase(oldest);
+    closed_order_.pop_front();
   }
+}
+
+void RoomShard::erase_room(RoomMap::iterator it) {
+  owned_.erase(it);
+  g_rooms.dec();
 }
 
 RoomShard::PublishOrigin RoomShard::origin_of(const ShardMessage& m) {
@@ -288,6 +326,12 @@ RoomShard::PublishOrigin RoomShard::origin_of(const ShardMessage& m) {
   o.request_id = m.request_id;
   o.member_id = m.member_id;
   o.bytes = m.content.size();
+  if (m.kind == ShardMessage::Kind::kNodePublish) {  // another node's: answered over the link
+    o.node = m.node;
+    o.room_id = m.room_id;
+    o.wants_result = m.status & kWireWantsResult;
+    return o;
+  }
   if (!m.request_id) {  // a member names the message in its error
     o.room_id = m.room_id;
     o.message_id = m.message_id;
@@ -297,6 +341,18 @@ RoomShard::PublishOrigin RoomShard::origin_of(const ShardMessage& m) {
 
 void RoomShard::answer_publish(const PublishOrigin& to, int status, uint64_t offset, uint64_t epoch,
                                int64_t retry_ms) {
+  if (!to.node.empty()) {
+    if (status == 200 && !to.wants_result) return;  // its kDeliver carried the request id
+    RoomWireMessage wire;
+    wire.type = RoomWireType::kPublishResult;
+    wire.room = to.room_id;
+    wire.request = to.request_id;
+    wire.status = status;
+    wire.offset = offset;
+    wire.epoch = epoch;
+    wire.retry_ms = retry_ms;
+    return send_to_node(to.node, wire);
+  }
   if (!to.request_id && status == 200) return;  // a member hears of success by its own copy
   ShardMessage answer{ShardMessage::Kind::kPublished};
   answer.request_id = to.request_id;
@@ -315,12 +371,22 @@ void RoomShard::answer_publish(const PublishOrigin& to, int status, uint64_t off
 // (with sync durability, once the store committed it).
 void RoomShard::owner_publish(ShardMessage& m) {
   auto it = owned_.find(m.room_id);
+  const bool from_node = m.kind == ShardMessage::Kind::kNodePublish;
   if (it == owned_.end()) {
+    // The HTTP API published to a room with no members here: another node may order it.
+    if (const std::string* owner = owner_node_of(m.room_id); owner && !from_node)
+      return forward_publish(*owner, m);
     // The HTTP API published to a room nobody is in, or a member's publish crossed the room's
     // end: either way the sender hears of it (a member counts it as no longer in flight).
     return answer_publish(origin_of(m), 404, 0, 0);
   }
   Room& room = it->second;
+  if (mirrors(room)) {  // another node orders the room
+    // Not registered (the owner moved, or its link dropped): the owner would not send our
+    // copy here, so the sender hears 503 now and sends it again once we are registered.
+    if (from_node || !room.registered) return answer_publish(origin_of(m), 503, 0, 0);
+    return forward_publish(room.owner_node, m);
+  }
   if (m.request_id && room.blocked > 0)  // backpressure: API publishers wait too
     return answer_publish(origin_of(m), 503, 0, 0);
   if (room.rate.limited() && !m.rate_checked) {
@@ -345,6 +411,7 @@ void RoomShard::owner_publish(ShardMessage& m) {
     return answer_publish(origin_of(m), 409, original, room.epoch);
   uint64_t offset = ++room.last_offset;
   g_published.inc();
+  if (core::tracing_enabled()) trace_publish(m, offset);
   Frame frame = encode(room, m, offset);
   const Durability durability = service_.config().durability;
   if (durability == Durability::kSync && service_.store()) {
@@ -353,9 +420,10 @@ void RoomShard::owner_publish(ShardMessage& m) {
                                     origin_of(m), m.client_message_id});
     return;
   }
-  deliver_published(room, frame);
+  PublishOrigin origin = origin_of(m);
+  deliver_published(room, frame, &origin);
   if (durability == Durability::kAsync && service_.store()) persist(room, frame);
-  answer_publish(origin_of(m), 200, offset, room.epoch);
+  answer_publish(origin, 200, offset, room.epoch);
 }
 
 // Sync durability: a batch of this shard's appends committed (or not); completions arrive in
@@ -373,7 +441,7 @@ void RoomShard::on_committed(store::Status status) {
       answer_publish(c.origin, 507, 0, c.epoch);
       continue;
     }
-    if (r) deliver_published(*r, c.frame);
+    if (r) deliver_published(*r, c.frame, &c.origin);
     answer_publish(c.origin, 200, c.frame.room_offset, c.epoch);
   }
 }
@@ -391,9 +459,10 @@ void RoomShard::submit_appends() {
   appends_.clear();
 }
 
-void RoomShard::deliver_published(Room& room, const Frame& frame) {
+void RoomShard::deliver_published(Room& room, const Frame& frame, const PublishOrigin* origin) {
   room.delivered = frame.room_offset;
   broadcast(room, ShardMessage::Kind::kDeliver, &frame);
+  forward_to_nodes(room, frame, origin);
   if (service_.config().policy == SlowConsumerPolicy::kBackpressure) count_transit(room, frame);
 }
 
@@ -405,8 +474,7 @@ void RoomShard::persist(const Room& room, const Frame& frame) {
   stored.room_id = room.id;
   stored.epoch = room.epoch;
   stored.offset = frame.room_offset;
-  const char* json = frame.buffer.data() + kFrameHeaderRoom;
-  stored.payload.assign(json, frame.length - (kFrameHeaderRoom - frame.offset));
+  stored.payload.assign(envelope_of(frame));
   stored.stored_ms = core::wall_ms();
 }
 
@@ -422,7 +490,7 @@ void RoomShard::on_rate_decision(const std::string& id, uint64_t incarnation, st
   auto it = owned_.find(id);
   if (it == owned_.end() || it->second.incarnation != incarnation) return;
   Room& room = it->second;
-  if (room.rate_waiting.empty()) return;
+  if (room.rate_waiting.empty() || mirrors(room)) return;
   ShardMessage m = std::move(room.rate_waiting.front());
   room.rate_waiting.pop_front();
   int64_t retry_ms = decision.retry_after_ms;
@@ -491,7 +559,7 @@ void RoomShard::broadcast(const Room& room, ShardMessage::Kind kind, const Frame
   for (int t = 0; t < static_cast<int>(room.interest.size()); ++t) {
     if (room.interest[t] == 0) continue;
     ShardMessage out{kind};
-    out.room_key = room.epoch;
+    out.room_key = room.key;
     if (frame) out.frame = *frame;  // a reference, not a copy of the bytes
     send(t, std::move(out));
   }
@@ -675,6 +743,7 @@ void RoomShard::publish(Member& member, std::string_view room_id, std::string_vi
   m.tracestate = tracestate;
   m.member_id = member.id();
   m.from_thread = index_;
+  if (core::tracing_enabled()) m.trace_start_ns = core::wall_ns();
   send(owner_of(room_id), std::move(m));
 }
 
@@ -697,6 +766,12 @@ void RoomShard::flush_room(LocalRoom& room) {
   if (room.pending.empty()) return;
   std::vector<Frame> frames;
   frames.swap(room.pending);
+  core::Span span;  // --otlp-endpoint: one per room per pass
+  const bool traced = core::tracing_enabled();
+  if (traced) {
+    span.start("room.fanout", core::Span::Kind::kInternal);
+    span.add("weir.room.id", room.id);
+  }
   FrameBatch batch;
   batch.frames = frames;
   core::SharedBuffer joined;
@@ -739,6 +814,11 @@ void RoomShard::flush_room(LocalRoom& room) {
     if (i < r->members.size() && r->members[i] == member) ++i;
   }
   g_deliveries.inc(handed * frames.size());
+  if (traced) {
+    span.add("weir.room.members", static_cast<int64_t>(handed));
+    span.add("weir.room.frames", static_cast<int64_t>(frames.size()));
+    span.end();
+  }
   if (auto still = local_by_key_.find(key); still != local_by_key_.end()) {
     LocalRoom& room_after = *still->second;
     room_after.last_offset = frames.back().room_offset;

@@ -30,8 +30,10 @@
 #include <vector>
 
 #include "cluster/room_types.h"
+#include "cluster/room_wire.h"
 #include "core/gcra.h"
 #include "core/reactor.h"
+#include "core/timer_wheel.h"
 #include "store/backend.h"
 
 namespace weir::cluster {
@@ -42,7 +44,7 @@ class RoomService;
 // This thread's view of a room it has members in.
 struct LocalRoom {
   std::string id;
-  uint64_t key = 0;  // the room's epoch: names the incarnation across threads
+  uint64_t key = 0;  // the owner thread's Room::key: names the incarnation across threads
   std::vector<Member*> members;
   std::vector<Frame> pending;               // arrived this iteration, fanned out at its end
   uint64_t last_offset = 0;                 // of the last frame fanned out here
@@ -69,6 +71,7 @@ struct StringHash {
 class RoomShard : public core::IterationHook {
  public:
   static constexpr uint64_t kTransitCap = 64 * 1024;
+  static constexpr size_t kFrameHeaderRoom = 10;  // the largest unmasked text frame header
 
   // status: 200, 404 (no room), 409 (duplicate: offset is the original), 429 (room rate limit:
   // offset is the retry delay in ms), 503 (room paused), 507 (sync durability: the store failed).
@@ -104,14 +107,27 @@ class RoomShard : public core::IterationHook {
   void receive(std::vector<ShardMessage>& batch);
   void on_end_of_iteration() override;  // fans out the rooms' pending frames, posts the outboxes
 
+  // ---- between nodes (cluster/room_bridge.h, on thread 0) ----
+  // A message from another node: goes to the room's owner thread (kView and kLink to every
+  // thread), in arrival order.
+  void route(ShardMessage&& message);
+  // A frame whose envelope starts kFrameHeaderRoom bytes into its buffer (as every room frame
+  // does), and that envelope.
+  static Frame frame_for_envelope(std::string_view json, uint64_t offset);
+  static std::string_view envelope_of(const Frame& frame);
+
   // Shard thread only, like everything here (tests read them through the reactor).
   size_t owned_rooms() const { return owned_.size(); }
+  size_t mirrored_rooms() const;  // owned_ rooms another node orders (the rest it orders)
   size_t local_rooms() const { return local_.size(); }
 
  private:
   struct Room {
     std::string id;
     uint64_t incarnation = 0;  // this shard's name for this Room object (stale completions)
+    // Names the room to this node's threads (LocalRoom::key): unique in the process, unlike
+    // the epoch, which another node may have chosen.
+    uint64_t key = 0;
     uint64_t epoch = 0;
     uint64_t last_offset = 0;  // assigned
     uint64_t delivered = 0;    // handed to the members' threads (sync: committed first)
@@ -133,6 +149,13 @@ class RoomShard : public core::IterationHook {
     // a thread that lags behind its mailbox cannot be handed an unbounded backlog.
     std::vector<uint64_t> transit;
     bool transit_hold = false;
+    // In a cluster (cluster/cluster_view.h): the node that orders the room. Empty: this node
+    // does, and `nodes` are the other nodes with members, which it forwards every message to.
+    // Otherwise this Room mirrors that node's: it forwards publishes there and hands what
+    // comes back to this node's threads; `registered` once the owner acknowledged interest.
+    std::string owner_node;
+    std::vector<std::string> nodes;
+    bool registered = false;
   };
 
   void send(int thread, ShardMessage&& message);
@@ -141,6 +164,9 @@ class RoomShard : public core::IterationHook {
   void owner_leave(ShardMessage& m);
   void owner_publish(ShardMessage& m);
   Room& create_room(const std::string& id);
+  // The room a message needs, made if missing; null when it is loading (the message then
+  // waits in its queue and comes back through handle()).
+  Room* room_for(ShardMessage& m);
   void room_loaded(const std::string& id, uint64_t incarnation, store::Status status,
                    const store::RoomState& state);
   bool is_duplicate(Room& room, const ShardMessage& m, uint64_t* offset);
@@ -150,7 +176,12 @@ class RoomShard : public core::IterationHook {
   bool shared_rate_limit() const;
   void on_rate_decision(const std::string& id, uint64_t incarnation, store::Status status,
                         store::RateDecision decision);
-  void deliver_published(Room& room, const Frame& frame);
+  // `origin`: who published it (a node's publish is named in that node's copy).
+  struct PublishOrigin;
+  void deliver_published(Room& room, const Frame& frame, const PublishOrigin* origin);
+  void remember_closed(const Room& room);  // an emptied room's epoch and offset, for its return
+  using RoomMap = std::unordered_map<std::string, Room, StringHash, std::equal_to<>>;
+  void erase_room(RoomMap::iterator it);
   void persist(const Room& room, const Frame& frame);
   void submit_appends();  // this iteration's appends, as one store request
   void on_committed(store::Status status);
@@ -160,6 +191,8 @@ class RoomShard : public core::IterationHook {
     uint64_t request_id = 0, member_id = 0;
     uint64_t bytes = 0;  // content size, which a member counted as in flight
     std::string room_id, message_id;
+    std::string node;           // another node's publish: request_id is that node's
+    bool wants_result = false;  // ... and it waits for the answer even on success (HTTP API)
   };
   static PublishOrigin origin_of(const ShardMessage& m);
   void answer_publish(const PublishOrigin& to, int status, uint64_t offset, uint64_t epoch,
@@ -179,11 +212,34 @@ class RoomShard : public core::IterationHook {
   void broadcast(const Room& room, ShardMessage::Kind kind, const Frame* frame);
   void leave_local(Member& member, LocalRoom& room);
   int owner_of(std::string_view room_id) const;
+  // ---- cluster (room_shard_cluster.cc) ----
+  bool mirrors(const Room& room) const { return !room.owner_node.empty(); }
+  const std::string* owner_node_of(std::string_view room_id) const;  // null: this node
+  void send_to_node(const std::string& node, const RoomWireMessage& wire,
+                    const Frame* envelope = nullptr);
+  void handle_cluster(ShardMessage& m);
+  void node_interest(ShardMessage& m);
+  void node_uninterest(ShardMessage& m);
+  void node_interest_ack(ShardMessage& m);
+  void node_publish_result(ShardMessage& m);
+  void node_deliver(ShardMessage& m);
+  void forward_publish(const std::string& owner, ShardMessage& m);
+  void forward_to_nodes(const Room& room, const Frame& frame, const PublishOrigin* origin);
+  void register_interest(Room& room);
+  void on_view(ShardMessage& m);
+  void on_link(ShardMessage& m);
+  void retry_registrations();
+  void become_mirror(const std::string& id, const std::string& owner);
+  void become_owner(Room& room);
+  void continue_room(Room& room, uint64_t epoch, uint64_t offset);
+  void on_rekey(ShardMessage& m);
+  void fail_forwarded(const std::string& node, bool moved_only);
+  bool close_if_unused(const std::string& id);  // erases a room nobody here or elsewhere uses
 
   RoomService& service_;
   core::Reactor& reactor_;
   int index_;
-  std::unordered_map<std::string, Room, StringHash, std::equal_to<>> owned_;
+  RoomMap owned_;
   std::unordered_map<std::string, LocalRoom, StringHash, std::equal_to<>> local_;
   std::unordered_map<uint64_t, LocalRoom*> local_by_key_;
   std::unordered_map<uint64_t, Member*> members_;
@@ -217,6 +273,16 @@ class RoomShard : public core::IterationHook {
   std::vector<store::StoredMessage> appends_;
   std::vector<Committing> to_commit_;               // this iteration's, in offset order
   std::deque<std::vector<Committing>> committing_;  // submitted, oldest first
+  // Cluster: the alive members (null: a single node), this node's publishes waiting for
+  // another node's answer (by request id), and a retry for registrations the owner refused.
+  std::shared_ptr<const ClusterView> view_;
+  struct Forwarded {
+    PublishOrigin origin;
+    std::string owner_node;
+  };
+  std::unordered_map<uint64_t, Forwarded> forwarded_;
+  core::Timer registration_timer_;
+  std::string wire_scratch_;
 };
 
 }  // namespace weir::cluster

@@ -3,8 +3,10 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
+#include "cluster/cluster_view.h"
 #include "core/buffer.h"
 
 namespace weir::cluster {
@@ -77,6 +79,23 @@ struct ShardMessage {
     // status (404 no room, 409 duplicate: offset, 429 rate: delta = retry ms, 507
     // store failed), members = content bytes
     kInspected,  // request_id, offset, epoch, members, status
+    // between nodes (cluster/room_bridge.h carries them over the peer links; `node` names the
+    // other node). To the room's owner thread on this node:
+    kNodeInterest,       // room_id: `node` has members in a room this node owns
+    kNodeUninterest,     // room_id
+    kNodePublish,        // like kPublish; request_id is the origin node's
+    kNodeInterestAck,    // room_id, epoch, offset, status (kWireNotOwner: ask again later)
+    kNodePublishResult,  // room_id, request_id, status, offset, epoch, delta = retry ms
+    kNodeDeliver,        // room_id, epoch, offset, request_id, frame (encoded on this node)
+    // to every thread
+    kView,  // view: the alive members changed; status 1: fence the rooms this node orders
+    kLink,  // node, status 1 (link up) or 0 (down)
+    // to thread 0, which owns the links: send frame `status` (a RoomWireType) to `node`,
+    // `content` its header and `frame`, when set, the envelope that follows
+    kToNode,
+    // from a room's owner thread to the threads with its members: the room's continuity broke
+    kRekey,  // room_key (old), epoch (new), offset: the owner's delivered offset; status 1: a new
+             // epoch (members get resumed{recovered:false}), 0: same epoch, a gap before offset
   };
   explicit ShardMessage(Kind k) : kind(k) {}
   Kind kind;
@@ -91,9 +110,12 @@ struct ShardMessage {
   int status = 0;
   bool client_message_id = false;  // kPublish: the id came from the client (deduplicated)
   bool rate_checked = false;       // kPublish: the room's shared rate limit already let it in
+  int64_t trace_start_ns = 0;      // kPublish, --otlp-endpoint: when the member sent it
   std::string room_id;
   std::string content, message_id, sent_at, sender, traceparent, tracestate;
+  std::string node;  // kNode*, kLink, kToNode: the other node
   Frame frame;
+  std::shared_ptr<const ClusterView> view;  // kView
 };
 
 // Room ids: 1..max bytes of [A-Za-z0-9._:@/-]. Returns an error code or nullptr when valid.

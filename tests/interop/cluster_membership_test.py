@@ -24,16 +24,10 @@ import sys
 import tempfile
 import time
 
-from weir_harness import Weir, build_dir, check, finish, run_tests
+from weir_harness import Weir, build_dir, check, finish, free_gossip_port, run_tests
 
 BUILD = "build"
 TMP = None
-
-
-def free_udp_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def secret_file(name, key):
@@ -45,7 +39,7 @@ def secret_file(name, key):
 
 def gossip_node(node_id, secret, join=None):
     """A weir with gossip on a free UDP port; (weir, its gossip address)."""
-    address = f"127.0.0.1:{free_udp_port()}"
+    address = f"127.0.0.1:{free_gossip_port()}"
     flags = ["--threads", "2", "--gossip", address, "--cluster-secret-file", secret,
              "--probe-interval", "100ms", "--probe-timeout", "50ms"]
     if node_id:
@@ -150,7 +144,7 @@ async def without_gossip_the_cluster_is_off():
 async def gossip_without_secret_exits_2():
     proc = subprocess.run(
         [os.path.join(BUILD, "weir"), "--listen", "127.0.0.1:0", "--gossip",
-         f"127.0.0.1:{free_udp_port()}"], capture_output=True, text=True, timeout=10)
+         f"127.0.0.1:{free_gossip_port()}"], capture_output=True, text=True, timeout=10)
     check(proc.returncode == 2, f"exit status 2: {proc.returncode} {proc.stderr}")
     check("--cluster-secret-file" in proc.stderr, f"the error names the flag: {proc.stderr}")
 

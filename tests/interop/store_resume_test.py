@@ -36,15 +36,12 @@ import asyncio
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 
-from weir_harness import (Weir, bearer, brief, build_dir, check, collect, connect, expect, finish,
-                          frames_until_closed, free_port, join, message, note, quiet, recv,
+from weir_harness import (RedisServer, Weir, bearer, brief, build_dir, check, collect, connect,
+                          expect, finish, frames_until_closed, join, message, note, quiet, recv,
                           run_tests, websockets)
 
 BUILD = "build"
@@ -831,41 +828,6 @@ async def test_room_rate_limit_counts_every_publisher():
 # ---------------------------------------------------------------- sync durability, store down
 
 
-class RedisServer:
-    """redis-server on a free loopback port, persistence off, in TMP; stopped by its PID."""
-
-    def __init__(self):
-        self.port, self.proc = free_port(), None
-        self.start()
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", TMP], stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), 0.5) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            check(self.proc.poll() is None and time.monotonic() < deadline,
-                  "redis-server did not start")
-            time.sleep(0.05)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-
 def readyz(weir):
     status, _, body = weir.http("GET", "/readyz")
     try:
@@ -892,7 +854,7 @@ async def test_sync_store_down_delivers_nothing_unstored():
     if not shutil.which("redis-server"):
         note("no redis-server: the store-down test is skipped")
         return
-    redis = RedisServer()
+    redis = RedisServer(TMP)
     try:
         with Weir(BUILD, "--store", f"redis://127.0.0.1:{redis.port}", "--durability", "sync",
                   "--api-key", API_KEY) as weir:

@@ -17,6 +17,7 @@ import fcntl
 import http.client
 import json
 import os
+import random
 import re
 import signal
 import socket
@@ -52,6 +53,28 @@ def free_port():
 # ---------------------------------------------------------------- the weir process
 
 
+# A short drain, so that stop() (SIGTERM) stays quick with sessions open; a test's own
+# --drain-spread / --drain-timeout come later on the command line and win.
+DRAIN_DEFAULTS = ["--drain-spread", "100ms", "--drain-timeout", "3s"]
+
+
+def free_gossip_port():
+    """A port free for both UDP (gossip) and TCP (peer links), outside the ephemeral range the
+    kernel hands to outgoing connections, so no client socket takes it before weir binds."""
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low, high = (int(x) for x in f.read().split())
+    while True:
+        port = random.randint(20000, low - 1) if low > 21000 else random.randint(high + 1, 65000)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u, \
+                    socket.socket(socket.AF_INET, socket.SOCK_STREAM) as t:
+                u.bind(("127.0.0.1", port))
+                t.bind(("127.0.0.1", port))
+                return port
+        except OSError:
+            continue
+
+
 class Weir:
     """One weir process on 127.0.0.1 and a free port (kept across restarts); acted on by its PID.
     Its stdout and stderr, over every start, go to one log (`output()`)."""
@@ -71,7 +94,8 @@ class Weir:
     def start(self, ready_timeout=10):
         """Starts the process and waits (at most ready_timeout) for /readyz to answer 200."""
         self.proc = subprocess.Popen(
-            [os.path.join(self.build, "weir"), "--listen", f"127.0.0.1:{self.port}", *self.flags],
+            [os.path.join(self.build, "weir"), "--listen", f"127.0.0.1:{self.port}",
+             *DRAIN_DEFAULTS, *self.flags],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + ready_timeout
         while True:
@@ -152,6 +176,42 @@ class Weir:
 
     def url(self, path="/ws"):
         return f"ws://127.0.0.1:{self.port}{path}"
+
+
+class RedisServer:
+    """redis-server on a free loopback port, persistence off, its files in `directory`;
+    stopped by its PID (start() again after stop() restarts it on the same port)."""
+
+    def __init__(self, directory):
+        self.port, self.proc, self.directory = free_port(), None, directory
+        self.start()
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.directory], stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), 0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            check(self.proc.poll() is None and time.monotonic() < deadline,
+                  "redis-server did not start")
+            time.sleep(0.05)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
 
 
 def bearer(key):

@@ -29,7 +29,10 @@ void FanoutClient::connect() {
 // The first connection and every reconnect of a resume.
 void FanoutClient::open_connection() {
   const Options& o = worker_.options();
-  worker_.connector().connect(o.url.address, nullptr, o.connect_timeout_ms,
+  // --also-url: client i on node i mod n (a resume reconnects to the same node)
+  size_t node = static_cast<size_t>(spec_.index) % (o.also_addresses.size() + 1);
+  const net::SocketAddress& address = node == 0 ? o.url.address : o.also_addresses[node - 1];
+  worker_.connector().connect(address, nullptr, o.connect_timeout_ms,
                               [this](net::Connection* conn, std::string_view error) {
                                 if (conn == nullptr) {
                                   if (state_ == State::kResuming)

@@ -184,6 +184,16 @@ const std::vector<Flag>& flags() {
 // The flags of fanout, slow and relay.
 const std::vector<Flag>& more_flags() {
   static const std::vector<Flag> table = {
+      {"also-url", "ws://HOST:PORT/PATH",
+       "another node of the same cluster (repeatable): connections go round-robin over --url "
+       "and these, so a room's members and publishers sit on different nodes",
+       "none", kFanout,
+       [](Options& o, std::string_view v, std::string* e) {
+         WsUrl url;
+         if (!parse_ws_url(v, &url, e)) return false;
+         o.also_addresses.push_back(url.address);
+         return true;
+       }},
       {"rooms", "K", "rooms, each with --members members", "1", kFanout,
        [](Options& o, std::string_view v, std::string* e) {
          return parse_int(v, 1, 100000, &o.rooms, e);

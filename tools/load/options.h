@@ -55,7 +55,8 @@ struct Options {
   int rooms = 1;
   int members = 10;  // per room
   int publishers = 1;
-  double publish_rate = 0;      // messages/s; fanout: in total, 0 = as fast as acks allow
+  double publish_rate = 0;  // messages/s; fanout: in total, 0 = as fast as acks allow
+  std::vector<net::SocketAddress> also_addresses;  // fanout: more nodes (--also-url)
   int64_t resume_every_ms = 0;  // fanout: each receiving member drops and resumes this often
   // slow
   int clients = 1;             // slow clients

@@ -1,0 +1,54 @@
+// cluster/room_bridge.h — joins the rooms to the cluster: it turns membership changes into
+// the rooms' view of who owns what (cluster/cluster_view.h), keeps a peer link to every alive
+// member, and carries the rooms' traffic between the links and the room shards.
+//
+// Outgoing frames are encoded on each room's owner thread and reach the links through shard
+// 0's mailbox (RoomService::set_node_sender); incoming ones are decoded here, a kDeliver's
+// envelope copied once into a frame that every member on this node shares, and routed to the
+// room's owner thread in arrival order. Link ups and downs and view changes travel the same
+// way, so a thread sees them in order with the frames around them.
+//
+// Thread-safety: a RoomBridge lives on reactor 0 with the membership and the links; every
+// method runs there.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cluster/membership.h"
+#include "cluster/peer_link.h"
+#include "cluster/room_service.h"
+
+namespace weir::cluster {
+
+class RoomBridge {
+ public:
+  RoomBridge(RoomService& service, PeerLinks& links);
+  RoomBridge(const RoomBridge&) = delete;
+  RoomBridge& operator=(const RoomBridge&) = delete;
+
+  // The membership changed: alive and suspect members own rooms (a suspect may yet refute, and
+  // moving its rooms twice costs more than waiting for the verdict); links follow them.
+  void update(const std::string& self, const std::vector<MemberInfo>& members);
+  // Others declared this node dead (it refuted): they may have ordered our rooms meanwhile, so
+  // every room this node orders is fenced (see update()).
+  void fence();
+  const ClusterView& view() const { return *view_; }
+  uint64_t malformed() const { return malformed_; }
+
+ private:
+  void on_frame(const std::string& node, uint8_t type, std::string_view payload);
+  void on_link(const std::string& node, bool up);
+
+  RoomService& service_;
+  PeerLinks& links_;
+  std::shared_ptr<const ClusterView> view_;
+  std::map<std::string, MemberState> states_;  // as last seen, to notice returns from dead
+  uint64_t malformed_ = 0;
+  size_t view_nodes_counted_ = 0;  // this bridge's share of the gauge
+};
+
+}  // namespace weir::cluster
