@@ -1,6 +1,6 @@
 # weir — build, test, run.
 #   make deps    install missing Debian packages (apt-get)
-#   make all     build/weir, build/weir-tests, build/weir-load
+#   make all     build/weir, build/weir-tests, build/weir-load, build/weir-swim-sim
 #   make test    unit + socket tests (GoogleTest), then interop tests
 #   make run     deps + build + start weir on its embedded defaults
 #   make asan | tsan | bench | fuzz-smoke | format | docs
@@ -32,17 +32,32 @@ OBJS       := $(SRCS:%.cc=$(BUILD)/%.o) $(patsubst /usr/share/llhttp/%.c,$(BUILD
 TEST_OBJS  := $(TEST_SRCS:%.cc=$(BUILD)/%.o)
 LOAD_OBJS  := $(LOAD_SRCS:%.cc=$(BUILD)/%.o)
 BENCH_OBJS := $(BENCH_SRCS:%.cc=$(BUILD)/%.o)
+# The SWIM simulation's core (tools/swim_sim/) is shared by weir-swim-sim and weir-tests.
+SIM_OBJS   := $(BUILD)/tools/swim_sim/sim_cluster.o
 LIB        := $(BUILD)/libweir.a
+
+# The web pages (server/web/*) are compiled into the server: a .cc generated in the build folder.
+WEB_ASSETS := $(sort $(wildcard server/web/*.html server/web/*.css server/web/*.js))
+ifneq ($(filter server/%,$(SRCS)),)
+OBJS       += $(BUILD)/gen/web_assets.o
+endif
 
 DEB_PKGS := g++ make libssl-dev libsimdjson-dev node-llhttp googletest libgtest-dev libbenchmark-dev \
             zlib1g-dev libhiredis-dev libsqlite3-dev redis-server python3 python3-websockets \
-            clang libclang-rt-14-dev clang-format openssl procps
+            clang libclang-rt-14-dev clang-format openssl procps chromium python3-yaml
 
 .PHONY: all deps test run asan tsan bench fuzz-build fuzz-smoke format docs clean
-all: $(BUILD)/weir $(BUILD)/weir-tests $(BUILD)/weir-load
+all: $(BUILD)/weir $(BUILD)/weir-tests $(BUILD)/weir-load $(BUILD)/weir-swim-sim
 
 $(BUILD)/%.o: %.cc
 	@mkdir -p $(dir $@)
+	$(CXX) $(CXXFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/gen/web_assets.cc: $(WEB_ASSETS) tools/embed_assets.py
+	@mkdir -p $(dir $@)
+	python3 tools/embed_assets.py $@ $(WEB_ASSETS)
+
+$(BUILD)/gen/web_assets.o: $(BUILD)/gen/web_assets.cc
 	$(CXX) $(CXXFLAGS) -MMD -MP -c $< -o $@
 
 $(BUILD)/llhttp/%.o: /usr/share/llhttp/%.c
@@ -56,10 +71,13 @@ $(LIB): $(OBJS)
 $(BUILD)/weir: $(BUILD)/server/main.o $(LIB)
 	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(BUILD)/weir-tests: $(TEST_OBJS) $(LIB)
+$(BUILD)/weir-tests: $(TEST_OBJS) $(SIM_OBJS) $(LIB)
 	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -lgtest -lgtest_main -o $@
 
 $(BUILD)/weir-load: $(LOAD_OBJS) $(LIB)
+	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/weir-swim-sim: $(BUILD)/tools/swim_sim/swim_sim.o $(SIM_OBJS) $(LIB)
 	$(CXX) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/weir-bench: $(BENCH_OBJS) $(LIB)
@@ -125,4 +143,5 @@ format:
 clean:
 	rm -rf build build-asan build-tsan build-fuzz
 
--include $(OBJS:.o=.d) $(BUILD)/server/main.d $(TEST_OBJS:.o=.d) $(LOAD_OBJS:.o=.d) $(BENCH_OBJS:.o=.d)
+-include $(OBJS:.o=.d) $(BUILD)/server/main.d $(TEST_OBJS:.o=.d) $(LOAD_OBJS:.o=.d) $(BENCH_OBJS:.o=.d) \
+  $(SIM_OBJS:.o=.d) $(BUILD)/tools/swim_sim/swim_sim.d

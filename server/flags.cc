@@ -94,6 +94,28 @@ const std::vector<FlagSpec>& specs() {
       {"linger", "DURATION", core::format_duration_ms(d.linger_ms),
        "after closing, how long to drain the peer's bytes while waiting for its FIN",
        [](Flags& f, std::string_view v) { return core::parse_duration_ms(v, &f.linger_ms); }},
+      {"accept-rate", "RATE[:BURST]", "off",
+       "new connections admitted per second, all listeners together (GCRA; BURST defaults to "
+       "RATE); over it they wait in the kernel backlog",
+       [](Flags& f, std::string_view v) { return set_rate(v, &f.accept_rate, &f.accept_burst); }},
+      {"max-connections-per-ip", "N", "off",
+       "open connections one client address may hold; more are answered 503 and closed (0 = off)",
+       [](Flags& f, std::string_view v) { return set_u64(v, &f.max_connections_per_ip); }},
+      {"handshakes-per-ip-per-sec", "RATE[:BURST]", "off",
+       "WebSocket handshakes one client address may start per second (GCRA); more are answered "
+       "429 with Retry-After",
+       [](Flags& f, std::string_view v) {
+         return set_rate(v, &f.handshakes_per_ip_rate, &f.handshakes_per_ip_burst);
+       }},
+      {"drain-spread", "DURATION", core::format_duration_ms(d.drain_spread_ms),
+       "on SIGTERM/SIGINT, WebSocket sessions are closed (1001, with a reconnect hint) in slices "
+       "spread over this",
+       [](Flags& f, std::string_view v) { return core::parse_duration_ms(v, &f.drain_spread_ms); }},
+      {"drain-timeout", "DURATION", core::format_duration_ms(d.drain_timeout_ms),
+       "on SIGTERM/SIGINT, queued output is flushed for up to this; then what is open is aborted",
+       [](Flags& f, std::string_view v) {
+         return core::parse_duration_ms(v, &f.drain_timeout_ms);
+       }},
       {"tcp-echo", "HOST:PORT", "off",
        "run the raw TCP echo service (Akka's echo handlers) on this address instead of HTTP",
        [](Flags& f, std::string_view v) { return f.tcp_echo = v, true; }},
@@ -185,6 +207,30 @@ const std::vector<FlagSpec>& specs() {
       {"api-key", "KEY", "none",
        "key for the HTTP rooms API (Authorization: Bearer KEY); without one the API answers 403",
        [](Flags& f, std::string_view v) { return f.api_key = v, true; }},
+      {"auth", "off|optional|required", d.auth,
+       "JWT at the /ws handshake: required refuses a missing or bad token (401); optional "
+       "admits no token as anonymous (see docs/protocol.md)",
+       [](Flags& f, std::string_view v) {
+         if (v != "off" && v != "optional" && v != "required") return false;
+         return f.auth = v, true;
+       }},
+      {"jwt-secret-file", "[KID=]FILE", "none",
+       "HS256 secret (at least 32 bytes; trailing newlines dropped); SIGHUP reloads it",
+       [](Flags& f, std::string_view v) { return !v.empty() && (f.jwt_secret_file = v, true); }},
+      {"jwt-public-key", "[KID=]FILE,...", "none",
+       "PEM public key(s) for RS256 (RSA >= 2048 bits) or ES256 (P-256), by kid; repeatable; "
+       "SIGHUP reloads them",
+       [](Flags& f, std::string_view v) {
+         while (!v.empty()) {
+           size_t comma = v.find(',');
+           if (comma != 0) f.jwt_public_keys.emplace_back(v.substr(0, comma));
+           v = comma == std::string_view::npos ? std::string_view() : v.substr(comma + 1);
+         }
+         return !f.jwt_public_keys.empty();
+       }},
+      {"jwt-leeway", "DURATION", core::format_duration_ms(d.jwt_leeway_ms),
+       "clock skew allowed when checking a token's exp and nbf",
+       [](Flags& f, std::string_view v) { return core::parse_duration_ms(v, &f.jwt_leeway_ms); }},
       {"store", "memory|sqlite:PATH|redis://HOST:PORT[/DB]", d.store,
        "where room history, sessions and idempotency keys live (memory: gone with the process)",
        [](Flags& f, std::string_view v) {
@@ -302,6 +348,15 @@ const std::vector<FlagSpec>& specs() {
          if (v != "text" && v != "json") return false;
          return f.log_format = v, true;
        }},
+      {"otlp-endpoint", "URL", "off",
+       "export handshake, publish and fanout spans as OTLP/HTTP JSON to this collector, "
+       "http://HOST:PORT/v1/traces (see docs/operations.md, Tracing)",
+       [](Flags& f, std::string_view v) {
+         if (!v.empty() && v.substr(0, 7) != "http://") return false;
+         return f.otlp_endpoint = v, true;
+       }},
+      {"otlp-service-name", "NAME", d.otlp_service_name, "service.name of the exported spans",
+       [](Flags& f, std::string_view v) { return !v.empty() && (f.otlp_service_name = v, true); }},
       {"help", nullptr, "", "print this help and exit",
        [](Flags& f, std::string_view) { return f.help = true, true; }},
   };
@@ -378,6 +433,18 @@ bool parse_flags(int argc, char** argv, Flags* flags, std::string* error) {
     return false;
   }
   if (!check_cluster_flags(*flags, error)) return false;
+  if (flags->drain_spread_ms > flags->drain_timeout_ms) {
+    *error = "--drain-spread must not exceed --drain-timeout";
+    return false;
+  }
+  if (flags->max_connections_per_ip > UINT32_MAX) {
+    *error = "--max-connections-per-ip is at most 4294967295";
+    return false;
+  }
+  if (flags->auth != "off" && flags->jwt_secret_file.empty() && flags->jwt_public_keys.empty()) {
+    *error = "--auth " + flags->auth + " needs --jwt-secret-file or --jwt-public-key";
+    return false;
+  }
   if (flags->threads == 0)
     flags->threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   return true;

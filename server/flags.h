@@ -19,6 +19,13 @@ struct Flags {
   uint64_t max_buffer = 4 << 20;
   bool tcp_nodelay = true;
   int64_t linger_ms = 2000;
+  // Admission and abuse limits (0 = off)
+  double accept_rate = 0, accept_burst = 0;  // new connections per second, server-wide
+  uint64_t max_connections_per_ip = 0;
+  double handshakes_per_ip_rate = 0, handshakes_per_ip_burst = 0;  // WebSocket upgrades/s
+  // Graceful drain (SIGTERM, SIGINT)
+  int64_t drain_spread_ms = 5000;
+  int64_t drain_timeout_ms = 30000;
 
   std::string tcp_echo;  // HOST:PORT: run the raw TCP echo service instead of HTTP
   net::WriteMode write_mode = net::WriteMode::kAck;
@@ -43,6 +50,11 @@ struct Flags {
   std::string slow_consumer = "disconnect";
   int64_t slow_grace_ms = 30000;
   std::string api_key;
+  // Authentication (JWT at the /ws handshake)
+  std::string auth = "off";                  // off | optional | required
+  std::string jwt_secret_file;               // [KID=]PATH of the HS256 secret
+  std::vector<std::string> jwt_public_keys;  // [KID=]PATH each, PEM (RS256 / ES256)
+  int64_t jwt_leeway_ms = 30000;             // clock skew allowed on exp and nbf
   // Store
   std::string store = "memory";  // memory | sqlite:PATH | redis://HOST:PORT[/DB]
   std::string durability = "async";
@@ -73,6 +85,9 @@ struct Flags {
 
   std::string log_level = "info";
   std::string log_format = "text";
+  // Tracing (OTLP/HTTP JSON); off while otlp_endpoint is empty
+  std::string otlp_endpoint;  // http://HOST:PORT/v1/traces
+  std::string otlp_service_name = "weir";
   bool help = false;
 };
 

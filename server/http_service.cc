@@ -9,12 +9,17 @@
 #include <future>
 #include <sstream>
 
+#include "cluster/authenticator.h"
 #include "cluster/membership.h"
+#include "cluster/peer_link.h"
+#include "cluster/room_bridge.h"
 #include "cluster/room_service.h"
 #include "cluster/rooms_endpoint.h"
 #include "core/log.h"
+#include "core/trace.h"
 #include "net/tcp_server.h"
 #include "net/tls_context.h"
+#include "server/drain.h"
 #include "server/echo_endpoint.h"
 #include "server/routes.h"
 #include "server/stream_endpoint.h"
@@ -127,8 +132,14 @@ bool membership_config(const Flags& flags, cluster::MembershipConfig* c, std::st
 // they wait for the work they post.
 class GossipNode {
  public:
-  GossipNode(cluster::MembershipConfig config, Routes& routes)
-      : config_(std::move(config)), routes_(routes) {}
+  GossipNode(cluster::MembershipConfig config, Routes& routes, cluster::RoomService& rooms)
+      : config_(std::move(config)), routes_(routes), rooms_(rooms) {
+    // Rooms frames leave through reactor 0's links (the shards only call this there).
+    rooms.set_node_sender(
+        [this](const std::string& node, uint8_t type, std::span<const std::string_view> parts) {
+          return links_ && links_->send(node, type, parts);
+        });
+  }
 
   bool start(core::Reactor& reactor, std::string* error) {
     reactor_ = &reactor;
@@ -138,11 +149,14 @@ class GossipNode {
       membership_ = std::make_unique<cluster::Membership>(*reactor_, config_);
       membership_->set_change_callback(
           [this](const cluster::MemberInfo& m, cluster::MemberEvent e) { on_change(m, e); });
-      if (membership_->start(&reason)) {
-        log_info("cluster: node %s gossiping on %s, %zu seeds", config_.node_id.c_str(),
-                 membership_->address().to_string().c_str(), config_.seeds.size());
+      if (membership_->start(&reason) && start_links(&reason)) {
+        log_info("cluster: node %s gossiping on %s (UDP; peer links on TCP), %zu seeds",
+                 config_.node_id.c_str(), membership_->address().to_string().c_str(),
+                 config_.seeds.size());
         publish();
       } else {
+        bridge_.reset();
+        links_.reset();
         membership_.reset();
       }
       started.set_value(reason);
@@ -158,6 +172,9 @@ class GossipNode {
     reactor_->post([this, &left] {
       if (membership_) membership_->leave();
       membership_.reset();
+      bridge_.reset();
+      if (links_) links_->stop();
+      links_.reset();
       left.set_value();
     });
     left.get_future().get();
@@ -166,22 +183,76 @@ class GossipNode {
 
  private:
   void on_change(const cluster::MemberInfo& member, cluster::MemberEvent event) {
+    if (member.node_id == config_.node_id) {  // others declared us dead; we refuted
+      log_info("cluster: this node (%s) was declared dead by others; refuted at incarnation %u",
+               member.node_id.c_str(), member.incarnation);
+      if (bridge_) bridge_->fence();
+      return;
+    }
     log_info("cluster: %s %s (%s, incarnation %u)", member.node_id.c_str(),
              cluster::member_event_name(event), member.address.to_string().c_str(),
              member.incarnation);
     publish();
   }
-  void publish() { routes_.set_cluster_view(membership_->node_id(), membership_->members()); }
+  // Peer links listen on TCP at the gossip address, as memberlist does, so a member's gossip
+  // address is also where its links are dialled.
+  bool start_links(std::string* reason) {
+    cluster::PeerLinksConfig config;
+    config.node_id = config_.node_id;
+    config.bind = config_.bind;
+    if (config.bind.port() == 0) config.bind = membership_->address();
+    config.secret = config_.secret;
+    links_ = std::make_unique<cluster::PeerLinks>(*reactor_, config);
+    if (!links_->start(reason)) return false;
+    bridge_ = std::make_unique<cluster::RoomBridge>(rooms_, *links_);
+    return true;
+  }
+  void publish() {
+    std::vector<cluster::MemberInfo> members = membership_->members();
+    if (bridge_) bridge_->update(membership_->node_id(), members);
+    routes_.set_cluster_view(membership_->node_id(), std::move(members));
+  }
 
   cluster::MembershipConfig config_;
   Routes& routes_;
+  cluster::RoomService& rooms_;
   core::Reactor* reactor_ = nullptr;
   std::unique_ptr<cluster::Membership> membership_;
+  std::unique_ptr<cluster::PeerLinks> links_;
+  std::unique_ptr<cluster::RoomBridge> bridge_;
+};
+
+// Runs the span exporter from start() to the end of its scope.
+class TraceExporterScope {
+ public:
+  bool start(const Flags& flags, std::string* error) {
+    core::TraceExporterConfig config;
+    config.endpoint = flags.otlp_endpoint;
+    config.service_name = flags.otlp_service_name;
+    if (!core::start_trace_exporter(config, error)) return false;
+    log_info("tracing: OTLP spans to %s", flags.otlp_endpoint.c_str());
+    return started_ = true;
+  }
+  ~TraceExporterScope() {
+    if (started_) core::stop_trace_exporter();
+  }
+
+ private:
+  bool started_ = false;
 };
 
 }  // namespace
 
-int run_http_service(const Flags& flags, const WaitForShutdown& wait) {
+// The answer to a connection over --max-connections-per-ip, before it is closed.
+std::string connections_per_ip_body(uint64_t limit) {
+  return "{\"error\":{\"code\":\"too_many_connections\",\"message\":\"this address holds "
+         "--max-connections-per-ip connections already\",\"limit\":\"connections_per_ip\","
+         "\"max\":" +
+         std::to_string(limit) + "}}\n";
+}
+
+int run_http_service(const Flags& flags, const WaitForShutdown& wait,
+                     const Interrupted& interrupted) {
   net::TcpServerOptions tcp;
   std::string error;
   if (!net::SocketAddress::parse(flags.listen, &tcp.listen, &error)) {
@@ -196,6 +267,9 @@ int run_http_service(const Flags& flags, const WaitForShutdown& wait) {
   tcp.connection.tcp_nodelay = flags.tcp_nodelay;
   tcp.connection.linger_ms = flags.linger_ms;
   tcp.connection.keep_open_on_peer_closed = true;  // answer pipelined requests after a half-close
+  tcp.max_connections_per_ip = static_cast<uint32_t>(flags.max_connections_per_ip);
+  tcp.accept_rate = flags.accept_rate;
+  tcp.accept_burst = flags.accept_burst;
   std::unique_ptr<net::TlsContext> tls;
   if (!flags.tls_cert.empty()) {
     tls = net::TlsContext::create(flags.tls_cert, flags.tls_key, &error);
@@ -211,6 +285,28 @@ int run_http_service(const Flags& flags, const WaitForShutdown& wait) {
   if (!flags.gossip.empty() && !membership_config(flags, &gossip_config, &error)) {
     std::fprintf(stderr, "weir: %s\n", error.c_str());
     return 2;
+  }
+
+  // --otlp-endpoint: declared before the server and the rooms, so stopped (its queue posted)
+  // after them.
+  TraceExporterScope tracing;
+  if (!flags.otlp_endpoint.empty() && !tracing.start(flags, &error)) {
+    std::fprintf(stderr, "weir: %s\n", error.c_str());
+    return 2;
+  }
+
+  // --auth: the JWT keys are read now, and again on SIGHUP.
+  std::unique_ptr<cluster::Authenticator> auth;
+  if (flags.auth != "off") {
+    cluster::AuthMode mode = cluster::AuthMode::kOff;
+    cluster::parse_auth_mode(flags.auth, &mode);
+    auth = std::make_unique<cluster::Authenticator>(
+        mode, flags.jwt_leeway_ms / 1000,
+        ws::JwtKeyFiles{flags.jwt_secret_file, flags.jwt_public_keys});
+    if (!auth->reload(&error)) {
+      std::fprintf(stderr, "weir: --auth: %s\n", error.c_str());
+      return 2;
+    }
   }
 
   std::string key;
@@ -232,7 +328,16 @@ int run_http_service(const Flags& flags, const WaitForShutdown& wait) {
   retention.max_age_ms = flags.retention_age_ms;
   store.start_purge(retention, flags.purge_interval_ms);
 
-  const ws::HttpServerOptions options = http_options(flags);
+  // --handshakes-per-ip-per-sec: one table for every thread (net/ip_limits.h says why).
+  std::unique_ptr<net::RatePerIp> handshake_rate;
+  if (flags.handshakes_per_ip_rate > 0)
+    handshake_rate = std::make_unique<net::RatePerIp>(flags.handshakes_per_ip_rate,
+                                                      flags.handshakes_per_ip_burst);
+  const ws::HttpServerOptions options = [&] {
+    ws::HttpServerOptions o = http_options(flags);
+    o.handshakes_per_ip = handshake_rate.get();
+    return o;
+  }();
   cluster::RoomService rooms(rooms_config(flags), tcp.threads);
   rooms.set_store(&store);
   rooms.set_session_key(std::move(key));
@@ -240,19 +345,23 @@ int run_http_service(const Flags& flags, const WaitForShutdown& wait) {
   Routes routes;
   routes.add_websocket("/echo", std::make_unique<EchoEndpoint>());
   routes.add_websocket("/stream", std::make_unique<StreamEndpoint>(StreamLimits{}));
-  routes.add_websocket("/ws", std::make_unique<cluster::RoomsEndpoint>(rooms));
+  routes.add_websocket("/ws", std::make_unique<cluster::RoomsEndpoint>(rooms, auth.get()));
   routes.set_rooms_api(&rooms_api);
   routes.set_store(&store, flags.durability);
   std::unique_ptr<GossipNode> gossip;
   if (!flags.gossip.empty()) {
     routes.enable_cluster();
-    gossip = std::make_unique<GossipNode>(std::move(gossip_config), routes);
+    gossip = std::make_unique<GossipNode>(std::move(gossip_config), routes, rooms);
   }
 
   net::TcpServer server(tcp, [&](net::Connection& conn) {
     return std::make_unique<ws::HttpConnection>(conn, options, &routes);
   });
   server.set_thread_init([&rooms](core::Reactor& reactor) { rooms.attach(reactor); });
+  const std::string per_ip_body = connections_per_ip_body(flags.max_connections_per_ip);
+  server.set_refusal_factory([&per_ip_body](net::Connection& conn) {
+    return ws::make_refusal(conn, 503, per_ip_body, "Retry-After: 1\r\n");
+  });
   if (!server.start(&error)) {
     std::fprintf(stderr, "weir: %s\n", error.c_str());
     return 1;
@@ -269,16 +378,24 @@ int run_http_service(const Flags& flags, const WaitForShutdown& wait) {
            tcp.listen.host().c_str(), server.port(), tls ? " (TLS)" : "", server.threads(),
            store.backend_name(), flags.durability.c_str());
   wait([&] {
-    if (!tls) return;
     std::string reload_error;
+    if (auth && auth->reload(&reload_error))
+      log_info("JWT keys reloaded (--jwt-secret-file, --jwt-public-key)");
+    else if (auth)
+      log_error("JWT key reload failed, keeping the old keys: %s", reload_error.c_str());
+    if (!tls) return;
     if (tls->reload(&reload_error))
       log_info("TLS certificate reloaded from %s", flags.tls_cert.c_str());
     else
       log_error("TLS reload failed, keeping the old certificate: %s", reload_error.c_str());
   });
-  routes.set_ready(false);
-  if (gossip) gossip->leave();
-  server.stop();
+  routes.set_draining();  // /readyz answers 503 from now on
+  DrainOptions drain;
+  drain.spread_ms = flags.drain_spread_ms;
+  drain.timeout_ms = flags.drain_timeout_ms;
+  Drain(server, drain).run(interrupted);
+  if (gossip) gossip->leave();  // after the sessions are gone, before the exit
+  server.stop();                // aborts what the drain left open
   store.stop();
   return 0;
 }

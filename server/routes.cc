@@ -2,6 +2,7 @@
 #include "server/routes.h"
 
 #include "core/metrics.h"
+#include "server/pages.h"
 #include "ws/envelope_encoder.h"
 #include "ws/http_response.h"
 
@@ -67,7 +68,14 @@ std::string Routes::cluster_summary() {
 
 void Routes::handle(const ws::HttpRequest& request, ws::HttpReply& reply) {
   std::string_view path = request.path();
+  if (draining_.load(std::memory_order_acquire) && request.method() == ws::HttpMethod::kPost &&
+      path.starts_with("/api/")) {
+    std::string body;
+    ws::encode_error(&body, "draining", "the server is shutting down: send to another node", "api");
+    return reply.respond(503, "application/json", body + "\n", "Retry-After: 1\r\n");
+  }
   if (rooms_api_ && rooms_api_->handle(request, reply)) return;
+  if (serve_page(request, reply)) return;  // /, /dashboard, /static/*, /api/stats
   bool known = path == "/healthz" || path == "/readyz" || path == "/metrics" ||
                path == "/cluster" || websockets_.find(path) != websockets_.end();
   if (!known) return reply.respond_error(404, "no such route");

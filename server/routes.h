@@ -26,6 +26,12 @@ class Routes : public ws::HttpRoutes {
   void add_websocket(std::string path, std::unique_ptr<ws::WebSocketEndpoint> endpoint);
   // /readyz answers 503 while not ready (starting, draining). Any thread.
   void set_ready(bool ready) { ready_.store(ready, std::memory_order_release); }
+  // The drain began: /readyz answers 503 and rooms API publishes 503 with Retry-After (a
+  // message acknowledged now could miss members already closed). Any thread.
+  void set_draining() {
+    draining_.store(true, std::memory_order_release);
+    set_ready(false);
+  }
   // Requests under /api/rooms/ go to the rooms API; before the server starts.
   void set_rooms_api(cluster::RoomsApi* api) { rooms_api_ = api; }
   // /readyz reports the store's health (durability degraded while it fails); before start.
@@ -52,6 +58,7 @@ class Routes : public ws::HttpRoutes {
 
   std::map<std::string, std::unique_ptr<ws::WebSocketEndpoint>, std::less<>> websockets_;
   std::atomic<bool> ready_{false};
+  std::atomic<bool> draining_{false};
   cluster::RoomsApi* rooms_api_ = nullptr;
   const store::Store* store_ = nullptr;
   std::string durability_;

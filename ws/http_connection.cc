@@ -1,10 +1,13 @@
 // ws/http_connection.cc — HTTP/1.1 request handling and the WebSocket upgrade.
 #include "ws/http_connection.h"
 
+#include <algorithm>
 #include <cstdlib>
 
+#include "core/clock.h"
 #include "core/log.h"
 #include "core/metrics.h"
+#include "core/trace.h"
 #include "ws/http_response.h"
 
 namespace weir::ws {
@@ -17,13 +20,30 @@ core::Counter g_responses[] = {
     {"weir_http_responses_total", "HTTP responses sent, by status class", "class=\"4xx\""},
     {"weir_http_responses_total", "HTTP responses sent, by status class", "class=\"5xx\""},
 };
-core::Counter g_hs_ok("weir_ws_handshakes_total", "WebSocket handshakes, by result", "result=\"accepted\"");
-core::Counter g_hs_bad("weir_ws_handshakes_total", "WebSocket handshakes, by result", "result=\"bad_request\"");
-core::Counter g_hs_origin("weir_ws_handshakes_total", "WebSocket handshakes, by result", "result=\"forbidden_origin\"");
-core::Counter g_hs_version("weir_ws_handshakes_total", "WebSocket handshakes, by result", "result=\"unsupported_version\"");
-core::Counter g_hs_method("weir_ws_handshakes_total", "WebSocket handshakes, by result", "result=\"method_not_allowed\"");
-core::Counter g_hs_path("weir_ws_handshakes_total", "WebSocket handshakes, by result", "result=\"not_found\"");
-core::Counter g_timeouts("weir_http_request_timeouts_total", "Requests answered 408 (headers or body too slow)");
+core::Counter g_hs_ok("weir_ws_handshakes_total", "WebSocket handshakes, by result",
+                      "result=\"accepted\"");
+core::Counter g_hs_bad("weir_ws_handshakes_total", "WebSocket handshakes, by result",
+                       "result=\"bad_request\"");
+core::Counter g_hs_origin("weir_ws_handshakes_total", "WebSocket handshakes, by result",
+                          "result=\"forbidden_origin\"");
+core::Counter g_hs_version("weir_ws_handshakes_total", "WebSocket handshakes, by result",
+                           "result=\"unsupported_version\"");
+core::Counter g_hs_method("weir_ws_handshakes_total", "WebSocket handshakes, by result",
+                          "result=\"method_not_allowed\"");
+core::Counter g_hs_path("weir_ws_handshakes_total", "WebSocket handshakes, by result",
+                        "result=\"not_found\"");
+core::Counter g_hs_unauthorized("weir_ws_handshakes_total", "WebSocket handshakes, by result",
+                                "result=\"unauthorized\"");
+core::Counter g_hs_rate("weir_ws_handshakes_total", "WebSocket handshakes, by result",
+                        "result=\"rate_limited\"");
+core::Counter g_hs_draining("weir_ws_handshakes_total", "WebSocket handshakes, by result",
+                            "result=\"draining\"");
+// The same family as the rooms' limit="rooms_per_connection" (cluster/member.cc) and the
+// server's limit="connections_per_ip" (net/tcp_server.cc): one name, one help text.
+core::Counter g_hs_refused("weir_limit_refusals_total", "Requests refused by a limit, by limit",
+                           "limit=\"handshakes_per_ip\"");
+core::Counter g_timeouts("weir_http_request_timeouts_total",
+                         "Requests answered 408 (headers or body too slow)");
 
 void count_response(int status) {
   int cls = status / 100;
@@ -32,17 +52,91 @@ void count_response(int status) {
 
 void count_handshake_failure(int status) {
   switch (status) {
-    case 403: return g_hs_origin.inc();
-    case 426: return g_hs_version.inc();
-    case 405: return g_hs_method.inc();
-    case 404: return g_hs_path.inc();
-    default: return g_hs_bad.inc();
+    case 403:
+      return g_hs_origin.inc();
+    case 426:
+      return g_hs_version.inc();
+    case 405:
+      return g_hs_method.inc();
+    case 404:
+      return g_hs_path.inc();
+    case 401:
+      return g_hs_unauthorized.inc();
+    default:
+      return g_hs_bad.inc();
   }
 }
 
+// --otlp-endpoint: one span per WebSocket upgrade request, its path and how it was answered
+// (the result names of weir_ws_handshakes_total); a traceparent header is continued.
+class HandshakeSpan {
+ public:
+  explicit HandshakeSpan(const HttpRequest& request) : traced_(core::tracing_enabled()) {
+    if (!traced_) return;
+    span_.start("ws.handshake", core::Span::Kind::kServer, request.header("traceparent"),
+                request.header("tracestate"));
+    span_.add("url.path", request.path());
+  }
+  ~HandshakeSpan() {
+    if (!traced_) return;
+    span_.add("http.response.status_code", int64_t{status});
+    span_.add("weir.handshake.result", result_name(status));
+    span_.end();
+  }
+  int status = 101;
+
+ private:
+  static const char* result_name(int status) {
+    switch (status) {
+      case 101:
+        return "accepted";
+      case 403:
+        return "forbidden_origin";
+      case 426:
+        return "unsupported_version";
+      case 405:
+        return "method_not_allowed";
+      case 404:
+        return "not_found";
+      case 401:
+        return "unauthorized";
+      case 429:
+        return "rate_limited";
+      case 503:
+        return "draining";
+      default:
+        return "bad_request";
+    }
+  }
+  bool traced_;
+  core::Span span_;
+};
+
 thread_local std::unique_ptr<DeflateWorkspace> t_workspace;
 
+// Answers at once and closes; whatever the peer sends is drained by the close, unread.
+class RefusedConnection final : public net::ConnectionHandler {
+ public:
+  RefusedConnection(net::Connection& conn, const std::string& response) {
+    conn.write(response);
+    conn.close();
+  }
+  void on_data(net::Connection&, char*, size_t) override {}
+  void on_closed(net::Connection&, net::CloseReason, std::string_view) override {}
+};
+
 }  // namespace
+
+std::unique_ptr<net::ConnectionHandler> make_refusal(net::Connection& conn, int status,
+                                                     std::string_view body,
+                                                     std::string_view extra_header_lines) {
+  std::string bytes;
+  HttpResponse response(&bytes, status);
+  response.header("Content-Type", "application/json");
+  response.raw_headers(extra_header_lines).close(true).end(body);
+  count_response(status);
+  return std::make_unique<RefusedConnection>(conn, bytes);
+}
 
 DeflateWorkspace& thread_deflate_workspace() {
   if (!t_workspace) t_workspace = std::make_unique<DeflateWorkspace>();
@@ -95,7 +189,8 @@ DeferredReply HttpReply::defer() {
 
 // ---------------------------------------------------------------- connection
 
-HttpConnection::HttpConnection(net::Connection& conn, const HttpServerOptions& options, HttpRoutes* routes)
+HttpConnection::HttpConnection(net::Connection& conn, const HttpServerOptions& options,
+                               HttpRoutes* routes)
     : conn_(conn),
       options_(options),
       routes_(routes),
@@ -108,7 +203,9 @@ HttpConnection::HttpConnection(net::Connection& conn, const HttpServerOptions& o
   timer_deadline_ms_ = last_activity_ms_ + options_.request_timeout_ms;
 }
 
-HttpConnection::~HttpConnection() { *self_ = nullptr; }
+HttpConnection::~HttpConnection() {
+  *self_ = nullptr;
+}
 
 void HttpConnection::on_data(net::Connection&, char* data, size_t len) {
   last_activity_ms_ = conn_.reactor().now_ms();
@@ -178,7 +275,7 @@ void HttpConnection::handle_request(const HttpRequest& request) {
     refuse_handshake(hs);
     return;
   }
-  bool close = !request.keep_alive();
+  bool close = !request.keep_alive() || draining_;
   uint64_t id = next_slot_++;
   slots_.push_back(Slot{id, false, false, {}});
   if (close) closing_ = true;
@@ -188,8 +285,20 @@ void HttpConnection::handle_request(const HttpRequest& request) {
 }
 
 void HttpConnection::upgrade(const HttpRequest& request, char* rest, size_t rest_len) {
+  HandshakeSpan span(request);
+  if (draining_) {
+    span.status = 503;
+    g_hs_draining.inc();
+    reject(503, "the server is shutting down: connect again (another node will answer)");
+    return;
+  }
+  if (!admitted_by_rate()) {
+    span.status = 429;
+    return;
+  }
   WebSocketEndpoint* endpoint = routes_->websocket_endpoint(request.path());
   if (!endpoint) {
+    span.status = 404;
     count_handshake_failure(404);
     reject(404, "no WebSocket endpoint at this path");
     return;
@@ -198,17 +307,27 @@ void HttpConnection::upgrade(const HttpRequest& request, char* rest, size_t rest
   handshake.subprotocols = endpoint->subprotocols();
   HandshakeResult hs = validate_upgrade(request, handshake);
   if (!hs.ok) {
+    span.status = hs.status;
     refuse_handshake(hs);
     return;
   }
   if (!slots_.empty()) {  // a deferred answer to an earlier request is still owed
+    span.status = 400;
     reject(400, "upgrade pipelined behind an unanswered request");
+    return;
+  }
+  Admission admission;
+  endpoint->admit(request, &admission);
+  if (admission.status != 0) {
+    span.status = admission.status;
+    refuse_admission(admission);
     return;
   }
   DeflateAgreement deflate;
   if (options_.deflate.mode != DeflateMode::kOff && !hs.extensions.empty()) {
     deflate = negotiate_deflate(hs.extensions, options_.deflate);
-    if (deflate.accepted) hs.extra_response_headers = "Sec-WebSocket-Extensions: " + deflate.response + "\r\n";
+    if (deflate.accepted)
+      hs.extra_response_headers = "Sec-WebSocket-Extensions: " + deflate.response + "\r\n";
   }
   g_hs_ok.inc();
   count_response(101);
@@ -218,8 +337,9 @@ void HttpConnection::upgrade(const HttpRequest& request, char* rest, size_t rest
                                                     deflate.accepted ? &deflate.params : nullptr,
                                                     &thread_deflate_workspace(), hs.subprotocol);
   WebSocketSession* s = session.get();
+  s->set_path(request.path());
   conn_.set_handler(std::move(session));  // retires this handler after the iteration
-  s->start(endpoint->create(*s, request));
+  s->start(endpoint->create_admitted(*s, request, admission));
   if (rest_len > 0 && s->is_open()) s->on_data(conn_, rest, rest_len);
 }
 
@@ -232,10 +352,50 @@ void HttpConnection::refuse_handshake(const HandshakeResult& hs) {
   write_ready_slots();
 }
 
+// The endpoint refused the upgrade (authentication): its answer, then close.
+void HttpConnection::refuse_admission(const Admission& admission) {
+  count_handshake_failure(admission.status);
+  closing_ = true;
+  std::string bytes;
+  HttpResponse response(&bytes, admission.status);
+  if (!admission.content_type.empty()) response.header("Content-Type", admission.content_type);
+  response.raw_headers(admission.headers).close(true).end(admission.body);
+  slots_.push_back(Slot{next_slot_++, true, true, std::move(bytes)});
+  write_ready_slots();
+}
+
+// --handshakes-per-ip-per-sec: every upgrade request counts, good or bad (a bad one costs us as
+// much to refuse). Over the rate: 429 with Retry-After, then close.
+bool HttpConnection::admitted_by_rate() {
+  if (!options_.handshakes_per_ip) return true;
+  int64_t retry_ns = 0;
+  if (options_.handshakes_per_ip->take(conn_.peer(), core::monotonic_ns(), &retry_ns)) return true;
+  g_hs_rate.inc();
+  g_hs_refused.inc();
+  int64_t retry_ms = std::max<int64_t>(1, (retry_ns + 999'999) / 1'000'000);
+  std::string body =
+      "{\"error\":{\"code\":\"rate_limited\",\"message\":\"too many WebSocket handshakes from "
+      "this address (--handshakes-per-ip-per-sec)\",\"limit\":\"handshakes_per_ip\","
+      "\"retry_after_ms\":" +
+      std::to_string(retry_ms) + "}}\n";
+  std::string retry_after = "Retry-After: " + std::to_string((retry_ms + 999) / 1000) + "\r\n";
+  std::string bytes;
+  HttpResponse response(&bytes, 429);
+  response.header("Content-Type", "application/json");
+  response.raw_headers(retry_after).close(true).end(body);
+  log_debug("connection %llu %s: handshake over --handshakes-per-ip-per-sec",
+            static_cast<unsigned long long>(conn_.id()), conn_.peer().to_string().c_str());
+  closing_ = true;
+  slots_.push_back(Slot{next_slot_++, true, true, std::move(bytes)});
+  write_ready_slots();
+  return false;
+}
+
 // Answers a malformed or refused request after the responses owed before it, then closes.
 void HttpConnection::reject(int status, std::string_view reason) {
   log_debug("connection %llu %s: HTTP %d: %.*s", static_cast<unsigned long long>(conn_.id()),
-            conn_.peer().to_string().c_str(), status, static_cast<int>(reason.size()), reason.data());
+            conn_.peer().to_string().c_str(), status, static_cast<int>(reason.size()),
+            reason.data());
   closing_ = true;
   uint64_t id = next_slot_++;
   slots_.push_back(Slot{id, false, false, {}});
@@ -281,6 +441,23 @@ void HttpConnection::write_ready_slots() {
 void HttpConnection::on_peer_closed(net::Connection&) {
   closing_ = true;  // answer what was asked, then close
   if (slots_.empty()) conn_.close();
+}
+
+void HttpConnection::drain() {
+  draining_ = true;
+  // Responses still owed (no request half-read): answer them, then close.
+  if (!closing_ && !slots_.empty() && request_started_ms_ < 0 && !parser_.mid_request())
+    closing_ = true;
+}
+
+void HttpConnection::finish_drain() {
+  draining_ = true;
+  if (closing_ || request_started_ms_ >= 0 || parser_.mid_request()) return;  // closes after it
+  closing_ = true;
+  if (slots_.empty()) {
+    timer_.cancel();
+    conn_.close();
+  }
 }
 
 void HttpConnection::on_closed(net::Connection&, net::CloseReason, std::string_view) {

@@ -6,10 +6,21 @@
 // each request gets a slot in order, and a slot's bytes go out only when every earlier slot
 // has gone out. Reading pauses while max_pipelined responses are outstanding.
 //
+// Abuse limits: with handshakes_per_ip set, an upgrade over the address's rate is answered 429
+// with Retry-After (counted in weir_limit_refusals_total{limit="handshakes_per_ip"}).
+// make_refusal() is the answer to a connection over --max-connections-per-ip.
+//
+// Drain: after drain() every response carries Connection: close and the connection closes
+// after it (an upgrade is answered 503). An idle keep-alive connection stays open meanwhile,
+// so a load balancer probing /readyz over it reads the 503 instead of a reset;
+// finish_drain(), at the end of the drain's spread, closes it (or after its request in
+// progress).
+//
 // Thread-safety: none; a connection's handler lives on its reactor thread. A DeferredReply
 // must be completed on that thread (post to connection().reactor()).
 #pragma once
 
+#include <any>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -19,6 +30,7 @@
 
 #include "core/timer_wheel.h"
 #include "net/connection.h"
+#include "net/ip_limits.h"
 #include "ws/deflate_negotiation.h"
 #include "ws/handshake.h"
 #include "ws/http_parser.h"
@@ -30,9 +42,10 @@ class HttpConnection;
 
 struct HttpServerOptions {
   HttpParserConfig parser;
-  int64_t request_timeout_ms = 10000;     // a started request must be complete within this (408)
-  int64_t keepalive_timeout_ms = 60000;   // an idle keep-alive connection closes after this
-  size_t max_pipelined = 16;              // outstanding responses before reading pauses
+  int64_t request_timeout_ms = 10000;    // a started request must be complete within this (408)
+  int64_t keepalive_timeout_ms = 60000;  // an idle keep-alive connection closes after this
+  size_t max_pipelined = 16;             // outstanding responses before reading pauses
+  net::RatePerIp* handshakes_per_ip = nullptr;  // shared by all threads; null: no limit
   HandshakeConfig handshake;
   DeflateServerPolicy deflate;
   WebSocketOptions websocket;
@@ -79,12 +92,29 @@ class HttpReply {
   bool answered_ = false;
 };
 
+// An endpoint's decision on an upgrade request, before the 101 (authentication).
+struct Admission {
+  int status = 0;  // 0: admitted; else the refusal's status (401...), sent with Connection: close
+  std::string content_type, body;
+  std::string headers;  // extra header lines of the refusal, each ending in "\r\n"
+  std::any context;     // admitted: what create_admitted() needs (a verified identity)
+};
+
 // A WebSocket application at a path; creates one handler per session.
 class WebSocketEndpoint {
  public:
   virtual ~WebSocketEndpoint() = default;
   virtual std::unique_ptr<WebSocketHandler> create(WebSocketSession& session,
                                                    const HttpRequest& request) = 0;
+  // Runs once the request passed the RFC 6455 checks, before the 101 is written: an endpoint
+  // refuses by setting admission->status. The default admits everyone.
+  virtual void admit(const HttpRequest& /*request*/, Admission* /*admission*/) {}
+  // create() for an admitted request; the default ignores what admit() left.
+  virtual std::unique_ptr<WebSocketHandler> create_admitted(WebSocketSession& session,
+                                                            const HttpRequest& request,
+                                                            Admission& /*admission*/) {
+    return create(session, request);
+  }
   // Subprotocols this endpoint speaks, most preferred first (none: no Sec-WebSocket-Protocol).
   virtual const std::vector<std::string>& subprotocols() const {
     static const std::vector<std::string> none;
@@ -108,6 +138,11 @@ class HttpConnection final : public net::ConnectionHandler {
   void on_data(net::Connection& conn, char* data, size_t len) override;
   void on_closed(net::Connection& conn, net::CloseReason reason, std::string_view detail) override;
   void on_peer_closed(net::Connection& conn) override;
+  // Drain: the next response is the last (Connection: close); responses still owed are
+  // answered, then the connection closes. Loop thread.
+  void drain();
+  // The drain's end: closes now when idle, else after the request in progress. Loop thread.
+  void finish_drain();
 
  private:
   friend class DeferredReply;
@@ -123,6 +158,8 @@ class HttpConnection final : public net::ConnectionHandler {
   void handle_request(const HttpRequest& request);
   void upgrade(const HttpRequest& request, char* rest, size_t rest_len);
   void refuse_handshake(const HandshakeResult& hs);
+  bool admitted_by_rate();
+  void refuse_admission(const Admission& admission);
   void reject(int status, std::string_view reason);
   void complete(uint64_t slot, std::string bytes, bool close_after);
   void write_ready_slots();
@@ -135,7 +172,8 @@ class HttpConnection final : public net::ConnectionHandler {
   HttpParser parser_;
   std::deque<Slot> slots_;
   uint64_t next_slot_ = 1;
-  bool closing_ = false;  // a response with Connection: close is queued; nothing more is read
+  bool closing_ = false;   // a response with Connection: close is queued; nothing more is read
+  bool draining_ = false;  // the server drains: the next response is the last
   core::ByteBuffer held_;  // bytes not parsed while max_pipelined responses are outstanding
   std::shared_ptr<HttpConnection*> self_;
   int64_t request_started_ms_ = -1;
@@ -143,6 +181,14 @@ class HttpConnection final : public net::ConnectionHandler {
   int64_t timer_deadline_ms_ = 0;  // when timer_ is set to fire
   core::Timer timer_;
 };
+
+// The handler of a connection refused before its first request (over
+// --max-connections-per-ip): it answers `status` with the JSON `body` and Connection: close at
+// once, without reading the request, then closes (the peer's bytes are drained meanwhile, so
+// the answer is not lost to a reset).
+std::unique_ptr<net::ConnectionHandler> make_refusal(net::Connection& conn, int status,
+                                                     std::string_view body,
+                                                     std::string_view extra_header_lines = {});
 
 // The zlib workspace of the calling reactor thread (created on first use, destroyed with the
 // thread).
