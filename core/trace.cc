@@ -106,15 +106,17 @@ struct SpanRing {
   }
 };
 
-// Rings live until the process ends: a thread that exits leaves its spans to be exported.
+// Rings live until the process ends (freed with g_rings, after every thread was joined): a
+// thread that exits leaves its spans to be exported.
 std::mutex g_rings_mutex;
-std::vector<SpanRing*> g_rings;
+std::vector<std::unique_ptr<SpanRing>> g_rings;
 
 SpanRing& thread_ring() {
   thread_local SpanRing* ring = [] {
-    auto* r = new SpanRing;
+    auto owned = std::make_unique<SpanRing>();
+    SpanRing* r = owned.get();
     std::lock_guard<std::mutex> lock(g_rings_mutex);
-    g_rings.push_back(r);
+    g_rings.push_back(std::move(owned));
     return r;
   }();
   return *ring;
@@ -244,7 +246,7 @@ class Exporter {
     std::vector<SpanRing*> rings;
     {
       std::lock_guard<std::mutex> lock(g_rings_mutex);
-      rings = g_rings;
+      for (const auto& ring : g_rings) rings.push_back(ring.get());
     }
     Span span;
     for (SpanRing* ring : rings) {
