@@ -27,13 +27,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from datetime import datetime, timezone
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run_fanout import (ROW, child_of, cpu_seconds, fmt, machine_line, scrape, stop,  # noqa: E402
-                        wait_ready, weir_line, write_doc, free_port)
+from run_fanout import (child_of, cpu_seconds, fmt, free_port, machine_line, run_load,  # noqa: E402
+                        scrape, stop, wait_ready, weir_line, write_doc)
 
 BEGIN, END = "<!-- cluster:begin -->", "<!-- cluster:end -->"
 SHAPE = ["--rooms", "30", "--members", "10", "--publishers", "30", "--size", "64"]
@@ -112,25 +111,7 @@ def run_once(a, count, rate, round_no, tmp):
         cmd = ["taskset", "-c", "1", a.load, "fanout", "--url", urls[0],
                *[x for u in urls[1:] for x in ("--also-url", u)], *SHAPE, "--rate", rate, "--depth", "4",
                "--seconds", str(a.seconds), "--warmup-seconds", str(a.warmup)]
-        load = subprocess.Popen(["timeout", "-k", "5", str(a.warmup + a.seconds + 60), *cmd],
-                                text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        load_pid = child_of(load.pid)
-        out = []
-        reader = threading.Thread(target=lambda: out.append(load.stdout.read()), daemon=True)
-        reader.start()
-        rows = []
-        try:
-            for line in load.stderr:
-                m = ROW.match(line)
-                if m:
-                    rows.append((m.group(2), sample(nodes)))
-                elif line.strip():
-                    sys.stderr.write("  weir-load: " + line)
-            load.wait()
-        finally:
-            stop(load, load_pid)
-        reader.join(timeout=5)
-        summary = json.loads(out[0]) if out and out[0].strip() else None
+        rows, summary, status = run_load(cmd, a.warmup + a.seconds + 60, lambda _: sample(nodes))
         warm = [s for phase, s in rows if phase == "warmup"]
         meas = [s for phase, s in rows if phase == "measure"]
         if not (summary and warm and meas):
@@ -140,7 +121,7 @@ def run_once(a, count, rate, round_no, tmp):
              for k in ("weir_room_deliveries_total", "weir_room_messages_total",
                        'weir_cluster_room_messages_total{direction="out"}')}
         deliveries = d["weir_room_deliveries_total"]
-        return {"ok": load.returncode == 0, "cmd": cmd, "nodes": count, "rate": rate,
+        return {"ok": status == 0, "cmd": cmd, "nodes": count, "rate": rate,
                 "deliveries_per_sec": summary["deliveries_per_sec"],
                 "published_per_sec": summary["published_per_sec"],
                 "p50_ms": summary["latency_ms"]["p50"], "p99_ms": summary["latency_ms"]["p99"],

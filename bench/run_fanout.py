@@ -160,6 +160,32 @@ def wait_ready(port, proc, deadline_s=10.0):
 
 # ------------------------------------------------------------------------------------ one run
 
+def run_load(cmd, limit, sample_row):
+    """Runs `weir-load` (cmd) under `timeout` and calls sample_row(load_pid) at each of its
+    progress rows, as the row arrives. Returns ([(phase, sample)], its JSON summary or None,
+    its exit status); other stderr lines are passed through."""
+    load = subprocess.Popen(["timeout", "-k", "5", str(limit), *cmd], text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    load_pid = child_of(load.pid)
+    out = []
+    reader = threading.Thread(target=lambda: out.append(load.stdout.read()), daemon=True)
+    reader.start()
+    rows = []
+    try:
+        for line in load.stderr:
+            m = ROW.match(line)
+            if m:
+                rows.append((m.group(2), sample_row(load_pid)))
+            elif line.strip():
+                sys.stderr.write("  weir-load: " + line)
+        load.wait()
+    finally:
+        stop(load, load_pid)
+    reader.join(timeout=5)
+    summary = json.loads(out[0]) if out and out[0].strip() else None
+    return rows, summary, load.returncode
+
+
 def run_once(a, threads, shape, round_no):
     port = free_port()
     limit = a.warmup + a.seconds + 60
@@ -179,30 +205,13 @@ def run_once(a, threads, shape, round_no):
             result["error"] = "server did not start"
             return result
         before = sample(port, server_pid, None)
-        load = subprocess.Popen(["timeout", "-k", "5", str(limit), *load_cmd], text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        load_pid = child_of(load.pid)
-        out = []
-        reader = threading.Thread(target=lambda: out.append(load.stdout.read()), daemon=True)
-        reader.start()
-        rows = []  # (phase, sample) per progress row, sampled as the row arrives
-        try:
-            for line in load.stderr:
-                m = ROW.match(line)
-                if m:
-                    rows.append((m.group(2), sample(port, server_pid, load_pid)))
-                elif line.strip():
-                    sys.stderr.write("  weir-load: " + line)
-            load.wait()
-        finally:
-            stop(load, load_pid)
-        reader.join(timeout=5)
+        rows, summary, status = run_load(load_cmd, limit,
+                                         lambda load_pid: sample(port, server_pid, load_pid))
         after = sample(port, server_pid, None)
-        summary = json.loads(out[0]) if out and out[0].strip() else None
         result.update(measure(rows, before, after, summary))
-        result["ok"] = bool(summary) and load.returncode == 0 and "window_s" in result
+        result["ok"] = bool(summary) and status == 0 and "window_s" in result
         if not result["ok"]:
-            result.setdefault("error", f"weir-load exited {load.returncode}")
+            result.setdefault("error", f"weir-load exited {status}")
         result["summary"] = summary
         return result
     finally:

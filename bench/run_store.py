@@ -31,14 +31,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from datetime import datetime, timezone
 
 # Processes, samples and number formats as bench/run_fanout.py has them.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from run_fanout import (busy_seconds, write_doc, child_of, cpu_seconds, fmt, free_port,  # noqa: E402
-                        machine_line, pct, scrape, sh, stop, wait_ready, weir_line)
+                        machine_line, pct, run_load, scrape, sh, stop, wait_ready, weir_line)
 
 BEGIN, END = "<!-- store:begin -->", "<!-- store:end -->"
 ROW = re.compile(r"^fanout\s+([\d.]+)s\s+(\S+)")
@@ -160,29 +159,12 @@ def run_once(a, mode, round_no):
             with open(log.name) as f:
                 result["error"] = "server did not start: " + f.read()[-300:].strip()
             return result
-        load = subprocess.Popen(["timeout", "-k", "5", str(limit), *load_cmd], text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        load_pid = child_of(load.pid)
-        out = []
-        reader = threading.Thread(target=lambda: out.append(load.stdout.read()), daemon=True)
-        reader.start()
-        rows = []  # (phase, sample) per progress row, sampled as the row arrives
-        try:
-            for line in load.stderr:
-                m = ROW.match(line)
-                if m:
-                    rows.append((m.group(2), sample(port, server_pid, load_pid, cpus)))
-                elif line.strip():
-                    sys.stderr.write("  weir-load: " + line)
-            load.wait()
-        finally:
-            stop(load, load_pid)
-        reader.join(timeout=5)
-        summary = json.loads(out[0]) if out and out[0].strip() else None
+        rows, summary, status = run_load(
+            load_cmd, limit, lambda load_pid: sample(port, server_pid, load_pid, cpus))
         result.update(measure(rows, summary))
-        result["ok"] = bool(summary) and load.returncode == 0 and "window_s" in result
+        result["ok"] = bool(summary) and status == 0 and "window_s" in result
         if not result["ok"]:
-            result.setdefault("error", f"weir-load exited {load.returncode}")
+            result.setdefault("error", f"weir-load exited {status}")
         result["summary"] = summary
         return result
     finally:

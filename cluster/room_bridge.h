@@ -36,8 +36,6 @@ class RoomBridge {
   // Others declared this node dead (it refuted): they may have ordered our rooms meanwhile, so
   // every room this node orders is fenced (see update()).
   void fence();
-  const ClusterView& view() const { return *view_; }
-  uint64_t malformed() const { return malformed_; }
 
  private:
   void on_frame(const std::string& node, uint8_t type, std::string_view payload);
@@ -47,8 +45,8 @@ class RoomBridge {
   PeerLinks& links_;
   std::shared_ptr<const ClusterView> view_;
   std::map<std::string, MemberState> states_;  // as last seen, to notice returns from dead
-  uint64_t malformed_ = 0;
-  size_t view_nodes_counted_ = 0;  // this bridge's share of the gauge
+  uint64_t malformed_ = 0;                     // frames dropped, for the log's rate limit
+  size_t view_nodes_counted_ = 0;              // this bridge's share of the gauge
 };
 
 }  // namespace weir::cluster

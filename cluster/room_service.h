@@ -40,7 +40,6 @@ class RoomService {
   using NodeSender = std::function<bool(const std::string& node, uint8_t type,
                                         std::span<const std::string_view> parts)>;
   void set_node_sender(NodeSender sender) { node_sender_ = std::move(sender); }
-  bool clustered() const { return static_cast<bool>(node_sender_); }
   bool send_to_node(const std::string& node, uint8_t type,
                     std::span<const std::string_view> parts) const {
     return node_sender_ && node_sender_(node, type, parts);

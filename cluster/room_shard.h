@@ -118,7 +118,6 @@ class RoomShard : public core::IterationHook {
 
   // Shard thread only, like everything here (tests read them through the reactor).
   size_t owned_rooms() const { return owned_.size(); }
-  size_t mirrored_rooms() const;  // owned_ rooms another node orders (the rest it orders)
   size_t local_rooms() const { return local_.size(); }
 
  private:

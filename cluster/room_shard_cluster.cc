@@ -36,12 +36,6 @@ constexpr int64_t kRegistrationRetryMs = 250;
 
 }  // namespace
 
-size_t RoomShard::mirrored_rooms() const {
-  size_t n = 0;
-  for (const auto& [id, room] : owned_) n += mirrors(room);
-  return n;
-}
-
 const std::string* RoomShard::owner_node_of(std::string_view room_id) const {
   if (!view_) return nullptr;
   const std::string& owner = view_->owner_of(room_id);

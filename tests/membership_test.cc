@@ -21,31 +21,14 @@
 #include "core/metrics.h"
 #include "core/reactor.h"
 #include "net/socket_ops.h"
+#include "tests/cluster_test_util.h"
 
 namespace weir::cluster {
 namespace {
 
 using namespace std::chrono_literals;
 
-constexpr auto kEventually = 10s;
-const std::string kSecret = "test-cluster-secret";
-
-net::SocketAddress loopback(uint16_t port) {
-  net::SocketAddress addr;
-  std::string error;
-  net::SocketAddress::parse("127.0.0.1:" + std::to_string(port), &addr, &error);
-  return addr;
-}
-
-template <typename Pred>
-bool eventually(Pred pred, std::chrono::milliseconds limit = kEventually) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return pred();
-}
+using namespace test_util;
 
 MembershipConfig test_config(const std::string& id) {
   MembershipConfig c;
