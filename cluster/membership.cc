@@ -1,4 +1,5 @@
-// cluster/membership.cc — SWIM probing, suspicion, dissemination and joining over UDP.
+// cluster/membership.cc — SWIM probing, suspicion, dissemination and joining over UDP, with
+// Lifeguard's local health, dynamic suspicion and buddy system.
 #include "cluster/membership.h"
 
 #include <sys/socket.h>
@@ -78,7 +79,8 @@ Membership::Membership(core::Reactor& reactor, MembershipConfig config)
     : reactor_(reactor),
       config_(std::move(config)),
       writer_(config_.secret),
-      rng_(std::random_device{}()) {
+      rng_(std::random_device{}()),
+      awareness_(config_.awareness_max) {
   probe_timer_.set_callback([this] { probe_tick(); });
   probe_timeout_timer_.set_callback([this] { send_indirect_probes(); });
   join_timer_.set_callback([this] { join_retry_tick(); });
@@ -148,7 +150,7 @@ void Membership::stop() {
   join_timer_.cancel();
   rejoin_timer_.cancel();
   push_pull_timer_.cancel();
-  for (auto& [id, node] : nodes_) node->suspicion_timer.cancel();
+  for (auto& [id, node] : nodes_) end_suspicion(*node);
   if (fd_ >= 0) {
     reactor_.remove(fd_);
     ::close(fd_);
@@ -161,6 +163,20 @@ std::vector<MemberInfo> Membership::members() const {
   out.reserve(nodes_.size());
   for (const auto& [id, node] : nodes_) out.push_back(node->info);
   return out;
+}
+
+int64_t Membership::current_probe_interval_ms() const {
+  return awareness_.scale(config_.probe_interval_ms);
+}
+
+int64_t Membership::current_probe_timeout_ms() const {
+  return awareness_.scale(config_.probe_timeout_ms);
+}
+
+int64_t Membership::suspicion_timeout_of(const std::string& node_id) const {
+  auto it = nodes_.find(node_id);
+  if (it == nodes_.end() || !it->second->suspicion) return -1;
+  return it->second->suspicion->timeout_ms();
 }
 
 uint32_t Membership::incarnation() const {
@@ -176,21 +192,29 @@ void Membership::probe_tick() {
   for (auto it = relays_.begin(); it != relays_.end();) {
     it = it->second.expires_ms <= reactor_.now_ms() ? relays_.erase(it) : std::next(it);
   }
-  reactor_.schedule(probe_timer_, config_.probe_interval_ms);
+  reactor_.schedule(probe_timer_, current_probe_interval_ms());
 }
 
-// The end of a probe's interval: no ack, direct or relayed, makes the target suspect.
+// The end of a probe's interval: no ack, direct or relayed, makes the target suspect (or
+// confirms its suspicion). Either outcome is also evidence about our own health: without
+// nacks we cannot tell a dead target from our own lost packets, so like memberlist we count a
+// failed probe against ourselves and an acked one for us.
 void Membership::finish_probe() {
   probe_timeout_timer_.cancel();
   if (probe_seq_ == 0) return;
   probe_seq_ = 0;
-  if (probe_acked_) return;
+  if (probe_acked_) {
+    awareness_.apply_delta(-1);
+    return;
+  }
   stats_.probe_failures++;
   g_probe_failures.inc();
+  awareness_.apply_delta(1);
   auto it = nodes_.find(probe_target_);
-  if (it == nodes_.end() || it->second->info.state != MemberState::kAlive) return;
+  if (it == nodes_.end() || !is_live(it->second->info.state)) return;
   MemberUpdate accusation = update_of(it->second->info);
   accusation.state = MemberState::kSuspect;
+  accusation.accuser = config_.node_id;
   apply_suspect(accusation);
 }
 
@@ -201,8 +225,17 @@ void Membership::start_probe(Node& target) {
   stats_.probes++;
   g_probes.inc();
   SwimMessage ping = make_header(MessageType::kPing, probe_seq_, config_.node_id, probe_target_);
-  send_message(ping, target.info.address, true);
-  reactor_.schedule(probe_timeout_timer_, config_.probe_timeout_ms);
+  if (!writer_.begin(ping)) return;
+  if (target.info.state == MemberState::kSuspect) {
+    // Buddy system: the suspect hears of its suspicion from its first prober and can refute
+    // at once, instead of waiting for the gossip to reach it.
+    MemberUpdate suspicion = update_of(target.info);
+    suspicion.accuser = config_.node_id;
+    writer_.add_update(suspicion);
+  }
+  piggyback(writer_);
+  send_datagram(writer_.finish(), target.info.address, ping.type);
+  reactor_.schedule(probe_timeout_timer_, current_probe_timeout_ms());
 }
 
 // The direct ping timed out: ask k random live members to ping the target for us.
@@ -258,14 +291,58 @@ void Membership::join_retry_tick() {
   reactor_.schedule(join_timer_, join_backoff_ms_);
 }
 
-// Partitions heal: keep pushing our state to the seeds and to everyone we think is dead.
+// Partitions heal: keep pushing our state to the seeds we lost and to the members we think
+// are dead, a few at a time so that the cost does not grow with the cluster.
 void Membership::rejoin_tick() {
-  send_joins();
-  for (auto& [id, node] : nodes_) {
-    if (node->info.state == MemberState::kDead)
-      send_state(node->info.address, MessageType::kJoin, kFlagWantsReply);
-  }
+  rejoin_seeds();
+  rejoin_dead_members();
   reactor_.schedule(rejoin_timer_, config_.rejoin_interval_ms);
+}
+
+// A seed we list alive needs no push: we are in touch with it, and push-pull repairs whatever
+// gossip lost. With push-pull off, one live seed in turn stands in for it.
+void Membership::rejoin_seeds() {
+  std::vector<const net::SocketAddress*> live_seeds;
+  bool pushed = false;
+  for (const auto& seed : config_.seeds) {
+    if (same_address(seed, advertise_)) continue;
+    if (is_live_member_at(seed)) {
+      live_seeds.push_back(&seed);
+      continue;
+    }
+    send_state(seed, MessageType::kJoin, kFlagWantsReply);
+    pushed = true;
+  }
+  if (pushed || live_seeds.empty() || config_.push_pull_interval_ms > 0) return;
+  send_state(*live_seeds[rejoin_seed_index_++ % live_seeds.size()], MessageType::kJoin,
+             kFlagWantsReply);
+}
+
+// rejoin_dead_per_tick dead members, continuing after the last one contacted: each of D dead
+// members hears from us every ceil(D / per_tick) rejoin intervals, however long they stay dead.
+void Membership::rejoin_dead_members() {
+  int budget = config_.rejoin_dead_per_tick;
+  auto it = nodes_.upper_bound(rejoin_cursor_);
+  for (size_t seen = 0; seen < nodes_.size() && budget > 0; ++seen, ++it) {
+    if (it == nodes_.end()) it = nodes_.begin();
+    if (it->second->info.state != MemberState::kDead) continue;
+    rejoin_cursor_ = it->first;
+    send_dead_check(it->second->info);
+    budget--;
+  }
+}
+
+// One small join to a member we believe dead: our own entry and our verdict about it. Most
+// dead members are dead, and a whole state (13 to 56 datagrams at 1000 members) to each would
+// be wasted. One that is alive (a partition healed) refutes the verdict at once and answers
+// with its whole state, which carries the refutation back and tells us what it believes.
+void Membership::send_dead_check(const MemberInfo& member) {
+  SwimMessage header = make_header(MessageType::kJoin, 0, config_.node_id);
+  header.flags = kFlagWantsReply;
+  if (!writer_.begin(header)) return;
+  writer_.add_update(update_of(self().info));
+  writer_.add_update(update_of(member));
+  send_datagram(writer_.finish(), member.address, header.type);
 }
 
 void Membership::push_pull_tick() {
@@ -336,7 +413,10 @@ void Membership::handle_packet(std::string_view data, const net::SocketAddress& 
   }
   if (msg.sender == config_.node_id || !running_) return;  // our own echo via a seed list
   bool state_sync = msg.type == MessageType::kJoin || msg.type == MessageType::kJoinAck;
-  for (const auto& update : msg.updates) apply(update, state_sync);
+  for (auto& update : msg.updates) {
+    if (update.accuser.empty()) update.accuser = msg.sender;  // a state sync's suspicions
+    apply(update, state_sync);
+  }
   switch (msg.type) {
     case MessageType::kPing:
       handle_ping(msg, from);
@@ -438,7 +518,7 @@ void Membership::apply_alive(const MemberUpdate& update) {
   if (update.incarnation <= node.info.incarnation) return;
   MemberState before = node.info.state;
   node.info.address = update.address;
-  node.suspicion_timer.cancel();
+  end_suspicion(node);
   set_state(node, MemberState::kAlive, update.incarnation);
   queue_broadcast(node.info);
   if (before != MemberState::kAlive && on_change_) on_change_(node.info, MemberEvent::kAliveAgain);
@@ -453,20 +533,48 @@ void Membership::apply_suspect(const MemberUpdate& update) {
   if (it == nodes_.end()) return;  // we cannot suspect a node we never knew alive
   Node& node = *it->second;
   if (update.incarnation < node.info.incarnation) return;
-  if (node.info.state == MemberState::kSuspect && update.incarnation > node.info.incarnation) {
-    set_state(node, MemberState::kSuspect, update.incarnation);  // keep the running timer
-    queue_broadcast(node.info);
+  if (node.info.state == MemberState::kSuspect) {
+    confirm_suspicion(node, update);
     return;
   }
   if (node.info.state != MemberState::kAlive) return;
   set_state(node, MemberState::kSuspect, update.incarnation);
   stats_.suspicions++;
   g_suspicions.inc();
+  start_suspicion(node, update.accuser);
+  queue_broadcast(node.info, update.accuser);
+  if (on_change_) on_change_(node.info, MemberEvent::kSuspected);
+}
+
+// Lifeguard: the timeout starts long and shrinks with every independent confirmation. Expect
+// indirect_checks of them, none when too few other members could give them (memberlist).
+void Membership::start_suspicion(Node& node, const std::string& accuser) {
+  int64_t min_ms = suspicion_min_ms();
+  int64_t max_ms = min_ms * std::max(1, config_.suspicion_max_mult);
+  int k = config_.indirect_checks;
+  if (static_cast<int>(live_count()) - 2 < k) k = 0;  // minus ourselves and the suspect
+  node.suspicion = std::make_unique<Suspicion>(accuser, k, min_ms, max_ms, reactor_.now_ms());
   std::string id = node.info.node_id;
   node.suspicion_timer.set_callback([this, id] { on_suspicion_timeout(id); });
-  reactor_.schedule(node.suspicion_timer, suspicion_timeout_ms());
-  queue_broadcast(node.info);
-  if (on_change_) on_change_(node.info, MemberEvent::kSuspected);
+  reactor_.schedule(node.suspicion_timer, node.suspicion->timeout_ms());
+}
+
+// Another member suspects it too. A new accuser brings the deadline closer and is gossiped on,
+// so that every node hears the confirmations (memberlist re-gossips only new ones).
+void Membership::confirm_suspicion(Node& node, const MemberUpdate& update) {
+  bool newer = update.incarnation > node.info.incarnation;
+  if (newer) set_state(node, MemberState::kSuspect, update.incarnation);  // keep the timer
+  bool confirmed = node.suspicion && node.suspicion->confirm(update.accuser);
+  if (confirmed) {
+    int64_t left = node.suspicion->deadline_ms() - reactor_.now_ms();
+    reactor_.schedule(node.suspicion_timer, std::max<int64_t>(left, 0));
+  }
+  if (newer || confirmed) queue_broadcast(node.info, update.accuser);
+}
+
+void Membership::end_suspicion(Node& node) {
+  node.suspicion_timer.cancel();
+  node.suspicion.reset();
 }
 
 void Membership::apply_dead(const MemberUpdate& update) {
@@ -488,7 +596,7 @@ void Membership::apply_dead(const MemberUpdate& update) {
   if (now == MemberState::kLeft ||
       (now == MemberState::kDead && update.state != MemberState::kLeft))
     return;
-  node.suspicion_timer.cancel();
+  end_suspicion(node);
   set_state(node, update.state, update.incarnation);
   queue_broadcast(node.info);
   if (on_change_)
@@ -509,6 +617,7 @@ void Membership::refute(uint32_t accused_incarnation) {
   Node& me = self();
   if (me.info.state == MemberState::kLeft) return;
   me.info.incarnation = std::max(me.info.incarnation, accused_incarnation) + 1;
+  awareness_.apply_delta(1);  // being suspected is a hint that we are the slow one
   stats_.refutations++;
   g_refutations.inc();
   queue_broadcast(me.info);
@@ -528,22 +637,16 @@ void Membership::set_state(Node& node, MemberState state, uint32_t incarnation) 
 
 // ---- Dissemination -------------------------------------------------------------------------
 
-void Membership::queue_broadcast(const MemberInfo& info) {
-  std::erase_if(broadcasts_, [&](const Broadcast& b) { return b.update.node_id == info.node_id; });
-  broadcasts_.push_back(Broadcast{update_of(info), 0});
+void Membership::queue_broadcast(const MemberInfo& info, const std::string& accuser) {
+  MemberUpdate update = update_of(info);
+  if (info.state == MemberState::kSuspect)
+    update.accuser = accuser.empty() ? config_.node_id : accuser;
+  broadcasts_.push(std::move(update));
 }
 
 // Least-sent updates first, as many as fit; each is retired after retransmit_limit() sends.
 void Membership::piggyback(PacketWriter& writer) {
-  int limit = retransmit_limit();
-  if (broadcasts_.empty() || limit == 0) return;
-  std::stable_sort(
-      broadcasts_.begin(), broadcasts_.end(),
-      [](const Broadcast& a, const Broadcast& b) { return a.transmits < b.transmits; });
-  for (auto& b : broadcasts_) {
-    if (writer.add_update(b.update)) b.transmits++;
-  }
-  std::erase_if(broadcasts_, [&](const Broadcast& b) { return b.transmits >= limit; });
+  broadcasts_.fill(writer, retransmit_limit());
 }
 
 size_t Membership::live_count() const {
@@ -555,8 +658,9 @@ int Membership::retransmit_limit() const {
   return config_.retransmit_mult * static_cast<int>(std::ceil(std::log10(n + 1)));
 }
 
-// memberlist's suspicionTimeout: mult * max(1, log10(n)) * probe interval.
-int64_t Membership::suspicion_timeout_ms() const {
+// memberlist's suspicionTimeout: mult * max(1, log10(n)) * probe interval. Lifeguard's
+// suspicion starts at suspicion_max_mult times this and shrinks to it.
+int64_t Membership::suspicion_min_ms() const {
   double n = std::max<double>(1, static_cast<double>(live_count()));
   double scale = std::max(1.0, std::log10(n));
   return static_cast<int64_t>(config_.suspicion_mult * scale *
@@ -564,7 +668,16 @@ int64_t Membership::suspicion_timeout_ms() const {
 }
 
 MemberUpdate Membership::update_of(const MemberInfo& info) const {
-  return MemberUpdate{info.state, info.incarnation, info.node_id, info.address};
+  return MemberUpdate{info.state, info.incarnation, info.node_id, info.address, {}};
+}
+
+bool Membership::is_live_member_at(const net::SocketAddress& address) const {
+  for (const auto& [id, node] : nodes_) {
+    if (id != config_.node_id && node->info.state == MemberState::kAlive &&
+        same_address(node->info.address, address))
+      return true;
+  }
+  return false;
 }
 
 // ---- Sending -------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-// cluster/membership.h — SWIM cluster membership over UDP (memberlist's protocol, our codec).
+// cluster/membership.h — SWIM cluster membership over UDP with Lifeguard's refinements
+// (memberlist's protocol, our codec).
 //
 // Each node probes one member per probe interval, round-robin over a shuffled list: a ping,
 // and when no ack comes within probe_timeout, ping-reqs through k other members. A probe that
@@ -6,14 +7,31 @@
 // that does not refute within the suspicion timeout is dead. A node that hears itself suspected
 // (or declared dead) refutes: it bumps its own incarnation and gossips alive. Every state change
 // is gossiped by piggybacking on pings and acks, each update retransmit_mult * ceil(log10(n+1))
-// times.
+// times (cluster/broadcast_queue.h: fewest transmits first, one update per member).
+//
+// Lifeguard (Dadgar et al. 2017, as memberlist implements it) makes a slow node doubt itself
+// before it accuses others:
+// - Local health (cluster/awareness.h): failed probes and refutations raise a score, acked
+//   probes lower it; the probe interval and timeout are stretched by (score + 1), at most
+//   awareness_max times.
+// - Dynamic suspicion (cluster/suspicion.h): a suspicion starts at suspicion_max_mult times
+//   the SWIM timeout and shrinks logarithmically to it as k = indirect_checks other members
+//   confirm it (suspect updates name their accuser).
+// - Buddy system: a ping to a member we believe suspect carries the suspicion, so the member
+//   hears it, and refutes, from the first prober rather than from gossip.
 //
 // Joining pushes our whole state to the seeds (exponential backoff, capped) until one answers
-// with its state. Every rejoin_interval we push it again to the seeds and to every member we
-// believe dead, so a partition heals however long it lasted: the far side learns it was
-// declared dead, refutes, and both views merge again (memberlist forgets dead members; we keep
-// them for this reason). Every push_pull_interval we also exchange whole states with one random
-// live member, which repairs whatever gossip was lost.
+// with its state. Every rejoin_interval we push it again to the seeds we do not list as live
+// (none when all are: push-pull already exchanges states; one when push-pull is off) and to
+// rejoin_dead_per_tick members we believe dead, rotating through them (a small join with our
+// entry and our verdict; one that is alive refutes and answers with its state), so a partition
+// heals however long it lasted: the far side learns it was declared dead, refutes, and both views
+// merge again (memberlist forgets dead members; we keep them for this reason). Bounding the
+// rejoin keeps its cost flat as the cluster grows: at 1000 members, pushing to every seed and
+// every dead member saturated a core. Every push_pull_interval we also exchange whole states
+// with one random live member, which repairs whatever gossip was lost. A whole state is split
+// into datagrams of at most kMaxPacket bytes, each a valid message (about 80 members each with
+// short ids, 18 with 64-byte ids); only the first asks for a reply.
 //
 // Every datagram carries a truncated HMAC-SHA256 tag (cluster/swim_codec.h); a datagram with a
 // bad tag or a malformed body is counted and dropped before it can touch any state.
@@ -30,6 +48,9 @@
 #include <string>
 #include <vector>
 
+#include "cluster/awareness.h"
+#include "cluster/broadcast_queue.h"
+#include "cluster/suspicion.h"
 #include "cluster/swim_codec.h"
 #include "core/reactor.h"
 #include "core/timer_wheel.h"
@@ -47,10 +68,15 @@ struct MembershipConfig {
   int64_t probe_timeout_ms = 500;
   int indirect_checks = 3;  // k members asked to ping-req a silent target
   int suspicion_mult = 4;   // suspicion timeout = mult * max(1, log10(n)) * probe_interval
+  // Lifeguard: a suspicion starts at this many times that timeout and shrinks to it as
+  // indirect_checks members confirm it (1: a fixed timeout).
+  int suspicion_max_mult = 6;
+  int awareness_max = 8;    // probe interval and timeout stretch up to this factor (1: off)
   int retransmit_mult = 4;  // each update is piggybacked mult * ceil(log10(n+1)) times
   int64_t join_retry_initial_ms = 200;  // first join retry; doubles up to join_retry_max_ms
   int64_t join_retry_max_ms = 10000;
   int64_t rejoin_interval_ms = 30000;  // re-contact seeds and dead members this often
+  int rejoin_dead_per_tick = 3;        // dead members contacted per rejoin, in rotation
   // Anti-entropy: exchange whole states with one random live member this often (0: never), so
   // an update whose piggybacked copies were all lost still arrives (memberlist's push-pull).
   int64_t push_pull_interval_ms = 30000;
@@ -108,6 +134,14 @@ class Membership : public core::IoHandler {
   // True once a seed answered (or there were no seeds).
   bool joined() const { return joined_; }
   const MembershipStats& stats() const { return stats_; }
+  // Lifeguard's local health score, 0 (healthy) .. awareness_max - 1.
+  int health_score() const { return awareness_.score(); }
+  // The probe interval and timeout as the health score stretches them now.
+  int64_t current_probe_interval_ms() const;
+  int64_t current_probe_timeout_ms() const;
+  // The whole suspicion timeout of a suspect member as its confirmations have shrunk it so far
+  // (from the start of the suspicion); -1 when it is not suspect.
+  int64_t suspicion_timeout_of(const std::string& node_id) const;
   void set_change_callback(ChangeCallback callback) { on_change_ = std::move(callback); }
   void set_packet_filter(PacketFilter filter) { filter_ = std::move(filter); }
 
@@ -117,16 +151,13 @@ class Membership : public core::IoHandler {
   struct Node {
     MemberInfo info;
     core::Timer suspicion_timer;
+    std::unique_ptr<Suspicion> suspicion;  // set while suspect
   };
   struct Relay {  // a ping we send on behalf of a ping-req
     std::string requester;
     net::SocketAddress requester_address;
     uint32_t requester_seq;
     int64_t expires_ms;
-  };
-  struct Broadcast {
-    MemberUpdate update;
-    int transmits = 0;
   };
 
   // Probing.
@@ -139,6 +170,9 @@ class Membership : public core::IoHandler {
   void send_joins();
   void join_retry_tick();
   void rejoin_tick();
+  void rejoin_seeds();
+  void rejoin_dead_members();
+  void send_dead_check(const MemberInfo& member);
   void push_pull_tick();
   void send_state(const net::SocketAddress& to, MessageType type, uint8_t flags);
   // Incoming.
@@ -154,12 +188,15 @@ class Membership : public core::IoHandler {
   void apply_dead(const MemberUpdate& update);
   void refute(uint32_t accused_incarnation);
   void set_state(Node& node, MemberState state, uint32_t incarnation);
+  void start_suspicion(Node& node, const std::string& accuser);
+  void confirm_suspicion(Node& node, const MemberUpdate& update);
+  void end_suspicion(Node& node);
   void on_suspicion_timeout(const std::string& node_id);
   // Dissemination.
-  void queue_broadcast(const MemberInfo& info);
+  void queue_broadcast(const MemberInfo& info, const std::string& accuser = {});
   void piggyback(PacketWriter& writer);
   int retransmit_limit() const;
-  int64_t suspicion_timeout_ms() const;
+  int64_t suspicion_min_ms() const;
   // Sending.
   void send_message(const SwimMessage& header, const net::SocketAddress& to, bool with_gossip);
   void send_datagram(std::string_view data, const net::SocketAddress& to, MessageType type);
@@ -168,6 +205,7 @@ class Membership : public core::IoHandler {
   const Node& self() const { return *nodes_.at(config_.node_id); }
   size_t live_count() const;
   MemberUpdate update_of(const MemberInfo& info) const;
+  bool is_live_member_at(const net::SocketAddress& address) const;
 
   core::Reactor& reactor_;
   MembershipConfig config_;
@@ -188,7 +226,10 @@ class Membership : public core::IoHandler {
   std::string probe_target_;
   bool probe_acked_ = false;
   std::map<uint32_t, Relay> relays_;  // by the seq of our ping to the target
-  std::vector<Broadcast> broadcasts_;
+  BroadcastQueue broadcasts_;
+  Awareness awareness_;
+  std::string rejoin_cursor_;  // the last dead member a rejoin contacted
+  size_t rejoin_seed_index_ = 0;
 
   core::Timer probe_timer_;
   core::Timer probe_timeout_timer_;

@@ -33,9 +33,9 @@ class Reader {
     uint32_t hi = u16();
     return hi << 16 | u16();
   }
-  bool str(std::string* out) {
+  bool str(std::string* out, bool may_be_empty = false) {
     size_t n = u8();
-    if (!ok_ || n == 0 || n > kMaxNodeId || !need(n)) return fail();
+    if (!ok_ || (n == 0 && !may_be_empty) || n > kMaxNodeId || !need(n)) return fail();
     out->assign(data_.data() + pos_, n);
     pos_ += n;
     return true;
@@ -166,7 +166,8 @@ const char* message_type_name(MessageType type) {
 }
 
 size_t encoded_size(const MemberUpdate& update) {
-  return 1 + 4 + 1 + update.node_id.size() + addr_size(update.address);
+  size_t accuser = update.state == MemberState::kSuspect ? 1 + update.accuser.size() : 0;
+  return 1 + 4 + 1 + update.node_id.size() + addr_size(update.address) + accuser;
 }
 
 bool parse_body(std::string_view body, SwimMessage* out) {
@@ -193,6 +194,7 @@ bool parse_body(std::string_view body, SwimMessage* out) {
     u.state = static_cast<MemberState>(state);
     u.incarnation = r.u32();
     if (!r.str(&u.node_id) || !r.addr(&u.address)) return false;
+    if (u.state == MemberState::kSuspect && !r.str(&u.accuser, true)) return false;
     out->updates.push_back(std::move(u));
   }
   return r.ok() && r.at_end();
@@ -228,12 +230,14 @@ bool PacketWriter::begin(const SwimMessage& header) {
 }
 
 bool PacketWriter::add_update(const MemberUpdate& update) {
-  if (count_ == 255 || !valid_id(update.node_id)) return false;
+  if (count_ == 255 || !valid_id(update.node_id) || update.accuser.size() > kMaxNodeId)
+    return false;
   if (buf_.size() + encoded_size(update) + kTagBytes > kMaxPacket) return false;
   put_u8(buf_, static_cast<uint8_t>(update.state));
   put_u32(buf_, update.incarnation);
   put_str(buf_, update.node_id);
   put_addr(buf_, update.address);
+  if (update.state == MemberState::kSuspect) put_str(buf_, update.accuser);
   buf_[count_pos_] = static_cast<char>(++count_);
   return true;
 }

@@ -2,19 +2,23 @@
 // message, binary, big-endian, every length checked before it is read.
 //
 //   0   u8   magic 0x57 ('W')
-//   1   u8   version (1)
+//   1   u8   version (2)
 //   2   u8   type (MessageType)
 //   3   u8   flags (kFlagWantsReply: a join that asks for the receiver's state)
 //   4   u32  seq (probe sequence number; 0 when unused)
 //   8   str  sender node id
 //       type-specific: ping: str target id; ping-req: str target id, addr target address
-//   .   u8   update count, then per update: u8 state, u32 incarnation, str node id, addr
+//   .   u8   update count, then per update: u8 state, u32 incarnation, str node id, addr,
+//            and for a suspect update: str0 accuser (who suspects it; Lifeguard counts distinct
+//            accusers to shorten the suspicion timeout)
 //   .   16   tag: HMAC-SHA256(secret, every byte before it), truncated to 16 bytes
 //
-//   str  = u8 length (1..64) + bytes;  addr = u8 family (4|6) + 4|16 address bytes + u16 port
+//   str  = u8 length (1..64) + bytes;  str0 = the same with length 0 allowed;  addr = u8 family
+//   (4|6) + 4|16 address bytes + u16 port
 //
 // A datagram never exceeds kMaxPacket bytes, so it passes any path MTU without fragmenting;
 // updates that do not fit wait for the next packet (piggybacking) or go in another one (state).
+// Version 2 added the accuser of suspect updates; a version 1 node cannot read version 2.
 //
 // Thread-safety: free functions and PacketWriter instances are independent; no shared state.
 #pragma once
@@ -49,6 +53,7 @@ struct MemberUpdate {
   uint32_t incarnation = 0;
   std::string node_id;
   net::SocketAddress address;
+  std::string accuser;  // kSuspect only: the member whose probe failed; empty: the sender
 };
 
 struct SwimMessage {
@@ -62,7 +67,7 @@ struct SwimMessage {
 };
 
 constexpr uint8_t kSwimMagic = 0x57;
-constexpr uint8_t kSwimVersion = 1;
+constexpr uint8_t kSwimVersion = 2;
 constexpr uint8_t kFlagWantsReply = 1;
 constexpr size_t kMaxPacket = 1400;
 constexpr size_t kTagBytes = 16;

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <future>
 #include <map>
@@ -17,6 +18,7 @@
 #include <set>
 #include <thread>
 
+#include "cluster/suspicion.h"
 #include "cluster/swim_codec.h"
 #include "core/metrics.h"
 #include "core/reactor.h"
@@ -40,6 +42,9 @@ MembershipConfig test_config(const std::string& id) {
   c.join_retry_initial_ms = 50;
   c.join_retry_max_ms = 400;
   c.rejoin_interval_ms = 300;
+  // Anti-entropy at the rejoin's pace, as in production (both 30 s): a rejoin no longer pushes
+  // to seeds we are in touch with, so push-pull is what repairs a lost "joined" gossip.
+  c.push_pull_interval_ms = 300;
   return c;
 }
 
@@ -382,7 +387,7 @@ TEST(Membership, ForgedOrMalformedPacketsCannotEvict) {
   ASSERT_TRUE(eventually([&] { return all_alive(nodes); }));
   MemberInfo victim = *nodes[0]->member("n1");
   RawPeer raw;
-  MemberUpdate forged{MemberState::kDead, victim.incarnation + 100, "n1", victim.address};
+  MemberUpdate forged{MemberState::kDead, victim.incarnation + 100, "n1", victim.address, {}};
   uint64_t bad_before = nodes[0]->stats().bad_tag, malformed_before = nodes[0]->stats().malformed;
   raw.send_gossip("wrong-secret", forged, nodes[0]->address());
   raw.send("garbage that is long enough to have a tag", nodes[0]->address());
@@ -413,7 +418,7 @@ TEST(Membership, IncarnationRulesOrderUpdates) {
   RawPeer raw;
   net::SocketAddress x_addr = loopback(9);  // discard port: nobody answers there
   auto send = [&](MemberState s, uint32_t inc) {
-    raw.send_gossip(kSecret, MemberUpdate{s, inc, "x", x_addr}, node.address());
+    raw.send_gossip(kSecret, MemberUpdate{s, inc, "x", x_addr, {}}, node.address());
   };
   auto is = [&](MemberState s, uint32_t inc) {
     return eventually([&] {
@@ -450,7 +455,7 @@ TEST(Membership, IncarnationRulesOrderUpdates) {
   send(MemberState::kLeft, 3);
   EXPECT_TRUE(is(MemberState::kLeft, 3));
   // Claims about the node itself are refuted, never applied.
-  raw.send_gossip(kSecret, MemberUpdate{MemberState::kDead, 5, "solo", node.address()},
+  raw.send_gossip(kSecret, MemberUpdate{MemberState::kDead, 5, "solo", node.address(), {}},
                   node.address());
   EXPECT_TRUE(eventually([&] { return node.member("solo")->incarnation == 6; }));
   EXPECT_TRUE(node.sees("solo", MemberState::kAlive));
@@ -481,6 +486,186 @@ TEST(Membership, PartitionLongerThanDeadTimeoutHeals) {
   EXPECT_TRUE(eventually([&] { return all_alive(nodes); }));
 }
 
+// Six nodes cut 3 | 3, each rejoin contacting a single dead member: the rotation alone
+// must bring the two sides back together, however long they were apart.
+TEST(Membership, PartitionHealsWhenEachRejoinContactsOneDeadMember) {
+  std::vector<std::unique_ptr<TestNode>> nodes;
+  for (int i = 0; i < 6; ++i) {
+    MembershipConfig c = test_config("n" + std::to_string(i));
+    c.rejoin_dead_per_tick = 1;
+    if (i > 0) c.seeds = {nodes[0]->address()};
+    nodes.push_back(std::make_unique<TestNode>(c));
+  }
+  ASSERT_TRUE(eventually([&] { return all_alive(nodes); }));
+  std::set<uint16_t> sides[2];
+  for (size_t i = 0; i < nodes.size(); ++i) sides[i < 3].insert(nodes[i]->address().port());
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    std::set<uint16_t> other = sides[i < 3 ? 0 : 1];
+    nodes[i]->set_filter([other](bool, const net::SocketAddress& peer, MessageType) {
+      return other.count(peer.port()) > 0;
+    });
+  }
+  ASSERT_TRUE(eventually(
+      [&] {
+        for (int i = 0; i < 6; ++i) {
+          std::set<size_t> same_side =
+              i < 3 ? std::set<size_t>{0, 1, 2} : std::set<size_t>{3, 4, 5};
+          if (!all_see(nodes, "n" + std::to_string(i), MemberState::kDead, same_side)) return false;
+        }
+        return true;
+      },
+      30s));
+  std::this_thread::sleep_for(700ms);  // a few rejoin intervals into the void
+  for (auto& node : nodes) node->set_filter(nullptr);
+  EXPECT_TRUE(eventually([&] { return all_alive(nodes); }, 30s));
+}
+
+// ---- Lifeguard -----------------------------------------------------------------------------
+
+// Members that never answer: every probe fails, so the score climbs to awareness_max - 1 and
+// stays there, stretching the probe interval and timeout; once a real member answers the
+// probes, the score falls back to 0.
+TEST(Membership, HealthScoreRisesOnFailedProbesUpToItsCapAndFallsOnAcks) {
+  MembershipConfig c = test_config("solo");
+  c.awareness_max = 4;
+  TestNode node(c);
+  RawPeer raw;
+  for (int i = 0; i < 10; ++i) {
+    raw.send_gossip(kSecret, {MemberState::kAlive, 1, "x" + std::to_string(i), loopback(9), {}},
+                    node.address());
+  }
+  auto score = [&] { return node.call([&] { return node.membership().health_score(); }); };
+  ASSERT_TRUE(eventually([&] { return score() == 3; }));
+  EXPECT_EQ(node.call([&] { return node.membership().current_probe_interval_ms(); }), 4 * 50);
+  EXPECT_EQ(node.call([&] { return node.membership().current_probe_timeout_ms(); }), 4 * 25);
+  uint64_t failures = node.stats().probe_failures;
+  ASSERT_TRUE(eventually([&] { return node.stats().probe_failures >= failures + 3; }));
+  EXPECT_EQ(score(), 3);  // capped
+  MembershipConfig p = test_config("peer");
+  p.seeds = {node.address()};
+  TestNode peer(p);
+  EXPECT_TRUE(eventually([&] { return score() == 0; }));
+  EXPECT_EQ(node.call([&] { return node.membership().current_probe_interval_ms(); }), 50);
+}
+
+// Suspect claims about x from distinct accusers shrink its suspicion timeout from max to min
+// over k = indirect_checks confirmations; a repeated accuser counts once. No probing (one
+// probe a minute), so only our packets change the view.
+TEST(Membership, SuspicionTimeoutShrinksWithEachDistinctAccuser) {
+  MembershipConfig c = test_config("solo");
+  c.probe_interval_ms = 60000;
+  c.probe_timeout_ms = 30000;
+  TestNode node(c);
+  RawPeer raw;
+  for (const char* id : {"x", "a", "b", "d"})
+    raw.send_gossip(kSecret, {MemberState::kAlive, 1, id, loopback(9), {}}, node.address());
+  ASSERT_TRUE(eventually([&] { return node.members().size() == 5; }));
+  auto timeout = [&] {
+    return node.call([&] { return node.membership().suspicion_timeout_of("x"); });
+  };
+  auto accuse = [&](const std::string& accuser) {
+    raw.send_gossip(kSecret, {MemberState::kSuspect, 1, "x", loopback(9), accuser}, node.address());
+  };
+  // 5 live members: min = 4 x max(1, log10 5) x 60 s, max = 6 x min, k = 3.
+  const int64_t min = 4 * 60000, max = 6 * min;
+  EXPECT_EQ(timeout(), -1);
+  accuse("a");
+  ASSERT_TRUE(eventually([&] { return timeout() == max; }));
+  accuse("a");
+  accuse("b");
+  ASSERT_TRUE(eventually([&] { return timeout() < max; }));
+  EXPECT_EQ(timeout(), Suspicion::timeout_ms(1, 3, min, max));
+  accuse("b");
+  accuse("d");
+  ASSERT_TRUE(eventually([&] { return timeout() == Suspicion::timeout_ms(2, 3, min, max); }));
+  accuse("solo-friend");
+  ASSERT_TRUE(eventually([&] { return timeout() == min; }));
+  accuse("yet-another");
+  std::this_thread::sleep_for(150ms);
+  EXPECT_EQ(timeout(), min);  // never below min
+  EXPECT_TRUE(node.sees("x", MemberState::kSuspect));
+  raw.send_gossip(kSecret, {MemberState::kAlive, 2, "x", loopback(9), {}}, node.address());
+  EXPECT_TRUE(eventually([&] { return timeout() == -1 && node.sees("x", MemberState::kAlive); }));
+}
+
+// Buddy system: with piggybacked gossip off and no state exchange after the join, the only way
+// n1 can hear that it is suspected is the suspicion n0 attaches to its next ping.
+TEST(Membership, ProbedSuspectHearsOfItsSuspicionFromThePingAndRefutes) {
+  std::vector<std::unique_ptr<TestNode>> nodes;
+  for (int i = 0; i < 2; ++i) {
+    MembershipConfig c = test_config("n" + std::to_string(i));
+    c.retransmit_mult = 0;
+    c.push_pull_interval_ms = 60000;
+    c.rejoin_interval_ms = 60000;
+    c.suspicion_mult = 20;  // time for the buddy ping before n0 gives up on n1
+    if (i > 0) c.seeds = {nodes[0]->address()};
+    nodes.push_back(std::make_unique<TestNode>(c));
+  }
+  ASSERT_TRUE(eventually([&] { return all_alive(nodes); }));
+  nodes[1]->set_filter([](bool outgoing, const net::SocketAddress&, MessageType type) {
+    return outgoing && type == MessageType::kAck;
+  });
+  ASSERT_TRUE(eventually([&] { return nodes[0]->saw_event("n1", MemberEvent::kSuspected); }));
+  EXPECT_TRUE(eventually([&] { return nodes[1]->stats().refutations > 0; }));
+  EXPECT_GT(nodes[1]->member("n1")->incarnation, 0u);
+}
+
+// Ten members die; each rejoin interval pushes our state to at most rejoin_dead_per_tick (3)
+// of them, continuing where the last one stopped, so all ten keep hearing from us.
+TEST(Membership, RejoinContactsAFewDeadMembersPerTickInRotation) {
+  MembershipConfig c = test_config("solo");
+  c.awareness_max = 1;       // probe the ten at full speed
+  c.suspicion_max_mult = 1;  // and let them die fast
+  TestNode node(c);
+  std::vector<std::unique_ptr<RawPeer>> dead;  // bound, never answering
+  std::set<uint16_t> dead_ports;
+  RawPeer raw;
+  for (int i = 0; i < 10; ++i) {
+    dead.push_back(std::make_unique<RawPeer>());
+    dead_ports.insert(dead.back()->port());
+    raw.send_gossip(
+        kSecret,
+        {MemberState::kAlive, 1, "x" + std::to_string(i), loopback(dead.back()->port()), {}},
+        node.address());
+  }
+  ASSERT_TRUE(eventually([&] {
+    auto members = node.members();
+    return members.size() == 11 &&
+           std::all_of(members.begin(), members.end(), [](const MemberInfo& m) {
+             return m.node_id == "solo" || m.state == MemberState::kDead;
+           });
+  }));
+  std::mutex mutex;
+  std::vector<std::pair<std::chrono::steady_clock::time_point, uint16_t>> joins;
+  node.set_filter([&](bool outgoing, const net::SocketAddress& peer, MessageType type) {
+    if (outgoing && type == MessageType::kJoin && dead_ports.count(peer.port())) {
+      std::lock_guard lock(mutex);
+      joins.emplace_back(std::chrono::steady_clock::now(), peer.port());
+    }
+    return false;
+  });
+  auto contacted = [&] {
+    std::lock_guard lock(mutex);
+    std::set<uint16_t> ports;
+    for (auto& [when, port] : joins) ports.insert(port);
+    return ports.size();
+  };
+  EXPECT_TRUE(eventually([&] { return contacted() == 10; }));
+  node.set_filter(nullptr);
+  // A tick's pushes leave back to back; ticks are 300 ms apart. Group by gaps of 100 ms.
+  std::lock_guard lock(mutex);
+  ASSERT_FALSE(joins.empty());
+  std::vector<int> per_tick = {1};
+  for (size_t i = 1; i < joins.size(); ++i) {
+    if (joins[i].first - joins[i - 1].first > 100ms)
+      per_tick.push_back(1);
+    else
+      per_tick.back()++;
+  }
+  EXPECT_GE(per_tick.size(), 4u);  // 10 members, 3 a tick
+  for (int n : per_tick) EXPECT_LE(n, 3);
+}
+
 // ---- Codec ---------------------------------------------------------------------------------
 
 SwimMessage sample_message(MessageType type) {
@@ -494,10 +679,11 @@ SwimMessage sample_message(MessageType type) {
   net::SocketAddress v6;
   std::string error;
   net::SocketAddress::parse("[::1]:7000", &v6, &error);
-  m.updates = {{MemberState::kAlive, 7, "node-c", loopback(1)},
-               {MemberState::kSuspect, 0, "d", v6},
-               {MemberState::kDead, 0xFFFFFFFF, std::string(kMaxNodeId, 'e'), loopback(65535)},
-               {MemberState::kLeft, 3, "f", loopback(2)}};
+  m.updates = {{MemberState::kAlive, 7, "node-c", loopback(1), {}},
+               {MemberState::kSuspect, 0, "d", v6, "node-a"},
+               {MemberState::kSuspect, 1, "g", loopback(3), {}},  // accuser unknown: the sender
+               {MemberState::kDead, 0xFFFFFFFF, std::string(kMaxNodeId, 'e'), loopback(65535), {}},
+               {MemberState::kLeft, 3, "f", loopback(2), {}}};
   return m;
 }
 
@@ -526,6 +712,7 @@ TEST(SwimCodec, RoundTripsEveryMessageType) {
       EXPECT_EQ(out.updates[i].incarnation, in.updates[i].incarnation);
       EXPECT_EQ(out.updates[i].node_id, in.updates[i].node_id);
       EXPECT_EQ(out.updates[i].address.to_string(), in.updates[i].address.to_string());
+      EXPECT_EQ(out.updates[i].accuser, in.updates[i].accuser);
     }
   }
 }
@@ -584,7 +771,7 @@ TEST(SwimCodec, WriterKeepsPacketsUnderMaxPacket) {
   header.type = MessageType::kJoinAck;
   header.sender = "n";
   ASSERT_TRUE(writer.begin(header));
-  MemberUpdate u{MemberState::kAlive, 1, std::string(kMaxNodeId, 'z'), loopback(1)};
+  MemberUpdate u{MemberState::kAlive, 1, std::string(kMaxNodeId, 'z'), loopback(1), {}};
   size_t added = 0;
   while (writer.add_update(u)) ++added;
   EXPECT_GT(added, 10u);

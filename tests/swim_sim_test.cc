@@ -26,10 +26,10 @@ const SimResult& tiny_run() {
   return result;
 }
 
-// Suspicion timeout for 8 nodes: 4 * max(1, log10 8) * 100 ms = 400 ms. Every live node must
-// call the killed node dead before the run ends (about 1 s after the kill on a quiet machine,
-// at least 3 s left even if convergence took its whole window), and none before the suspicion
-// timeout could have run out.
+// Suspicion timeout for 8 nodes: 4 * max(1, log10 8) * 100 ms = 400 ms at least, 6 times that
+// (2.4 s) without confirmations (Lifeguard). Every live node must call the killed node dead
+// before the run ends (about 1 s after the kill on a quiet machine, at least 3 s left even if
+// convergence took its whole window), and none before the shortest suspicion timeout.
 TEST(SwimSim, KilledNodeIsDeclaredDeadByEveryLiveNode) {
   const SimResult& r = tiny_run();
   ASSERT_TRUE(r.error.empty()) << r.error;

@@ -168,6 +168,8 @@ void Simulation::start_node(int index) {
   c.probe_interval_ms = config_.probe_interval_ms;
   c.probe_timeout_ms = config_.probe_timeout_ms;
   c.suspicion_mult = config_.suspicion_mult;
+  c.suspicion_max_mult = config_.suspicion_max_mult;
+  c.awareness_max = config_.awareness_max;
   c.push_pull_interval_ms = config_.push_pull_interval_ms;
   c.rejoin_interval_ms = config_.rejoin_interval_ms;
   c.seeds = seed_addresses_;

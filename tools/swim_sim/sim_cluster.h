@@ -31,6 +31,8 @@ struct SimConfig {
   int64_t probe_interval_ms = 1000;
   int64_t probe_timeout_ms = 500;
   int suspicion_mult = 4;
+  int suspicion_max_mult = 6;  // Lifeguard (1: a fixed suspicion timeout, plain SWIM)
+  int awareness_max = 8;       // Lifeguard (1: no local health multiplier)
   int64_t push_pull_interval_ms = 30000;
   int64_t rejoin_interval_ms = 30000;
   int64_t duration_ms = 30000;      // the whole run, from the start of the first node

@@ -57,11 +57,17 @@ std::vector<Flag> flag_table(SimConfig& c, bool& json) {
       {"suspicion-mult", "N", std::to_string(d.suspicion_mult),
        "suspect -> dead after N * max(1, log10(members)) * probe interval",
        [&](std::string_view v) { return set_int(v, &c.suspicion_mult, 1); }},
+      {"suspicion-max-mult", "N", std::to_string(d.suspicion_max_mult),
+       "Lifeguard: a suspicion starts N times longer and shrinks with confirmations (1: off)",
+       [&](std::string_view v) { return set_int(v, &c.suspicion_max_mult, 1); }},
+      {"awareness-max", "N", std::to_string(d.awareness_max),
+       "Lifeguard: an unhealthy node stretches its probe interval up to N times (1: off)",
+       [&](std::string_view v) { return set_int(v, &c.awareness_max, 1); }},
       {"push-pull-interval", "DURATION", ms(d.push_pull_interval_ms),
        "full-state exchange with one random member this often",
        [&](std::string_view v) { return set_duration(v, &c.push_pull_interval_ms); }},
       {"rejoin-interval", "DURATION", ms(d.rejoin_interval_ms),
-       "full state to the seeds and to every dead member this often",
+       "full state to lost seeds and to 3 dead members (in turn) this often",
        [&](std::string_view v) { return set_duration(v, &c.rejoin_interval_ms); }},
       {"duration", "DURATION", ms(d.duration_ms), "the whole run, from the first node's start",
        [&](std::string_view v) { return set_duration(v, &c.duration_ms); }},
@@ -164,14 +170,15 @@ void print_json(const SimResult& r) {
   const SimConfig& c = r.config;
   std::printf(
       "{\"nodes\":%d,\"loss\":%g,\"probe_interval_ms\":%lld,\"probe_timeout_ms\":%lld,"
-      "\"suspicion_mult\":%d,\"push_pull_interval_ms\":%lld,\"rejoin_interval_ms\":%lld,\"duration_"
+      "\"suspicion_mult\":%d,\"suspicion_max_mult\":%d,\"awareness_max\":%d,"
+      "\"push_pull_interval_ms\":%lld,\"rejoin_interval_ms\":%lld,\"duration_"
       "ms\":%lld,\"kill\":%d,"
       "\"seeds\":%d,\"seed\":%llu,",
       c.nodes, c.loss, static_cast<long long>(c.probe_interval_ms),
-      static_cast<long long>(c.probe_timeout_ms), c.suspicion_mult,
-      static_cast<long long>(c.push_pull_interval_ms), static_cast<long long>(c.rejoin_interval_ms),
-      static_cast<long long>(c.duration_ms), c.kill, c.seeds,
-      static_cast<unsigned long long>(c.seed));
+      static_cast<long long>(c.probe_timeout_ms), c.suspicion_mult, c.suspicion_max_mult,
+      c.awareness_max, static_cast<long long>(c.push_pull_interval_ms),
+      static_cast<long long>(c.rejoin_interval_ms), static_cast<long long>(c.duration_ms), c.kill,
+      c.seeds, static_cast<unsigned long long>(c.seed));
   std::printf(
       "\"run_s\":%.3f,\"converged\":%s,\"converge_s\":%.3f,\"kill_at_s\":%.3f,"
       "\"alive_pairs_at_kill\":%.4f,",
