@@ -1,6 +1,11 @@
 // cluster/authenticator.cc — handshake authentication and the key ring's reloads.
 #include "cluster/authenticator.h"
 
+#include <climits>
+#include <iterator>
+
+#include "core/clock.h"
+#include "core/log.h"
 #include "core/metrics.h"
 
 namespace weir::cluster {
@@ -17,7 +22,25 @@ core::Counter g_jwt_failures[] = {
     {"weir_auth_failures_total", kFailuresHelp, "reason=\"invalid_claims\""},
     {"weir_auth_failures_total", kFailuresHelp, "reason=\"expired\""},
     {"weir_auth_failures_total", kFailuresHelp, "reason=\"not_yet_valid\""},
+    {"weir_auth_failures_total", kFailuresHelp, "reason=\"wrong_issuer\""},
+    {"weir_auth_failures_total", kFailuresHelp, "reason=\"wrong_audience\""},
 };
+static_assert(std::size(g_jwt_failures) == static_cast<size_t>(ws::JwtError::kWrongAudience));
+
+// An operator must see why tokens are refused (an issuer or audience that does not match is a
+// configuration error), but a flood of bad tokens must not flood the log: one refusal a second
+// per thread at info, the others at debug.
+void log_refusal(const AuthOutcome& out) {
+  thread_local int64_t last_info_ns = INT64_MIN / 2;
+  int64_t now = core::monotonic_ns();
+  core::LogLevel level = core::LogLevel::kDebug;
+  if (now - last_info_ns >= 1'000'000'000) {
+    level = core::LogLevel::kInfo;
+    last_info_ns = now;
+  }
+  if (core::log_enabled(level))
+    core::log_event(level, "auth refused", {{"code", out.code}, {"reason", out.message}});
+}
 
 // The value of `name=` in a query string (no percent-decoding: a JWT never needs it).
 std::string_view query_param(std::string_view query, std::string_view name) {
@@ -84,6 +107,7 @@ AuthOutcome Authenticator::authenticate(const ws::HttpRequest& request, int64_t 
   out.code = "missing_token";
   out.message =
       "a token is required: Authorization: Bearer, ?token=, or a bearer.<token> subprotocol";
+  log_refusal(out);
   return out;
 }
 
@@ -92,7 +116,7 @@ AuthOutcome Authenticator::verify(std::string_view token, int64_t now_s) const {
   std::shared_ptr<const ws::JwtKeySet> keys = ring_.current();
   ws::JwtResult r;
   if (keys) {
-    r = keys->verify(token, now_s, leeway_s_);
+    r = keys->verify(token, now_s, leeway_s_, required_);
   } else {
     r.error = ws::JwtError::kAlgNotAllowed;
     r.reason = "no JWT keys are configured";
@@ -104,6 +128,7 @@ AuthOutcome Authenticator::verify(std::string_view token, int64_t now_s) const {
     g_jwt_failures[static_cast<size_t>(r.error) - 1].inc();
     out.code = ws::jwt_error_name(r.error);
     out.message = std::move(r.reason);
+    log_refusal(out);
     return out;
   }
   out.ok = true;

@@ -1,7 +1,10 @@
 // cluster/authenticator.h — who a /ws connection is: --auth=off|optional|required, the JWT
 // found in the upgrade request (Authorization: Bearer, ?token=, or a `bearer.<token>` entry of
 // Sec-WebSocket-Protocol), verified against the key ring, turned into an Identity (the token's
-// sub, its exp, and the room ACL of its `rooms` claim).
+// sub, its exp, and the room ACL of its `rooms` claim). With --jwt-issuer / --jwt-audience every
+// token (handshake and refresh) must carry that iss / aud. A refusal is logged with its code
+// and reason (at info once a second per thread, else at debug) and counted in
+// weir_auth_failures_total{reason}.
 //
 // Keys are reloaded as a whole (reload(), on SIGHUP): connections admitted with the old keys
 // stay open; the next handshake or refresh uses the new ones.
@@ -44,8 +47,12 @@ struct AuthOutcome {
 
 class Authenticator {
  public:
-  Authenticator(AuthMode mode, int64_t leeway_s, ws::JwtKeyFiles files)
-      : mode_(mode), leeway_s_(leeway_s), files_(std::move(files)) {}
+  Authenticator(AuthMode mode, int64_t leeway_s, ws::JwtKeyFiles files,
+                ws::JwtRequirements required = {})
+      : mode_(mode),
+        leeway_s_(leeway_s),
+        files_(std::move(files)),
+        required_(std::move(required)) {}
 
   // Reads the key files into a new key set and, when every file was good, puts it in use
   // (the first load included). On failure the keys in use stay and *error says why.
@@ -66,6 +73,7 @@ class Authenticator {
   AuthMode mode_;
   int64_t leeway_s_;
   ws::JwtKeyFiles files_;
+  ws::JwtRequirements required_;
   ws::JwtKeyRing ring_;
 };
 

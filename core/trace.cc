@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstring>
 #include <ctime>
@@ -33,6 +34,30 @@ Counter g_dropped("weir_otlp_spans_total", "Spans handed to the OTLP exporter, b
                   "result=\"dropped\"");
 Counter g_failed("weir_otlp_spans_total", "Spans handed to the OTLP exporter, by outcome",
                  "result=\"failed\"");
+Counter g_sampled("weir_otlp_sampling_decisions_total",
+                  "Spans started while tracing, by head-sampling decision", "decision=\"sampled\"");
+Counter g_not_sampled("weir_otlp_sampling_decisions_total",
+                      "Spans started while tracing, by head-sampling decision",
+                      "decision=\"not_sampled\"");
+
+constexpr uint8_t kSampledFlag = 0x01;  // W3C trace-flags
+constexpr uint64_t kAllSampled = uint64_t{1} << 63;
+
+// --otlp-sample-ratio as the bound trace_id_sampled() compares with, so a root span pays a
+// load and a compare, not a multiply.
+std::atomic<uint64_t> g_sample_bound{kAllSampled};
+
+uint64_t sample_bound(double ratio) {
+  if (!(ratio > 0)) return 0;  // NaN included
+  if (ratio >= 1) return kAllSampled;
+  return static_cast<uint64_t>(std::ldexp(ratio, 63));
+}
+
+bool under_bound(const uint8_t trace_id[16], uint64_t bound) {
+  uint64_t x = 0;
+  for (int i = 8; i < 16; ++i) x = x << 8 | trace_id[i];
+  return (x >> 1) < bound;
+}
 
 // ---------------------------------------------------------------- ids
 
@@ -48,9 +73,13 @@ uint64_t next_random() {
   return z ^ (z >> 31);
 }
 
+// Never all zeros; no bit is forced either, since the sampling decision reads the id's bits
+// as uniform.
 void fill_random(uint8_t* out, size_t n) {
   for (size_t i = 0; i < n; i += 8) {
-    uint64_t r = next_random() | 1;  // never all zeros
+    uint64_t r;
+    do r = next_random();
+    while (r == 0);
     std::memcpy(out + i, &r, std::min<size_t>(8, n - i));
   }
 }
@@ -368,18 +397,26 @@ void new_span_id(uint8_t out[8]) {
   fill_random(out, 8);
 }
 
+bool trace_id_sampled(const uint8_t trace_id[16], double ratio) {
+  return under_bound(trace_id, sample_bound(ratio));
+}
+
+void set_trace_sample_ratio(double ratio) {
+  g_sample_bound.store(sample_bound(ratio), std::memory_order_relaxed);
+}
+
 int64_t wall_ns() {
   timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
 }
 
+// The decision comes first: an unsampled span stops before the clock, the span id and the
+// tracestate copy.
 void Span::start(const char* span_name, Kind span_kind, std::string_view traceparent,
                  std::string_view tracestate, int64_t start) {
   name = span_name;
   kind = span_kind;
-  start_ns = start ? start : wall_ns();
-  end_ns = start_ns;
   attribute_count = 0;
   text_used = 0;
   trace_state_length = 0;
@@ -387,19 +424,27 @@ void Span::start(const char* span_name, Kind span_kind, std::string_view tracepa
   has_parent = !traceparent.empty() && parse_traceparent(traceparent, &parent);
   if (has_parent) {
     std::memcpy(trace_id, parent.trace_id, sizeof trace_id);
+    sampled = (parent.flags & kSampledFlag) != 0;
+  } else {
+    new_trace_id(trace_id);
+    sampled = under_bound(trace_id, g_sample_bound.load(std::memory_order_relaxed));
+  }
+  (sampled ? g_sampled : g_not_sampled).inc();
+  if (!sampled) return;
+  start_ns = start ? start : wall_ns();
+  end_ns = start_ns;
+  if (has_parent) {
     std::memcpy(parent_span_id, parent.span_id, sizeof parent_span_id);
     if (tracestate.size() <= kTraceStateBytes) {  // cut short it would mean something else
       std::memcpy(trace_state, tracestate.data(), tracestate.size());
       trace_state_length = static_cast<uint16_t>(tracestate.size());
     }
-  } else {
-    new_trace_id(trace_id);
   }
   new_span_id(span_id);
 }
 
 void Span::add(const char* key, std::string_view value) {
-  if (attribute_count == kMaxAttributes) return;
+  if (!sampled || attribute_count == kMaxAttributes) return;
   size_t n = std::min(value.size(), kTextBytes - text_used);
   std::memcpy(text + text_used, value.data(), n);
   attributes[attribute_count++] =
@@ -408,11 +453,12 @@ void Span::add(const char* key, std::string_view value) {
 }
 
 void Span::add(const char* key, int64_t number) {
-  if (attribute_count == kMaxAttributes) return;
+  if (!sampled || attribute_count == kMaxAttributes) return;
   attributes[attribute_count++] = Attribute{key, number, 0, 0, /*is_text=*/false};
 }
 
 void Span::end() {
+  if (!sampled) return;
   end_ns = wall_ns();
   if (!tracing_enabled() || !thread_ring().push(*this)) g_dropped.inc();
 }
@@ -434,6 +480,7 @@ void encode_otlp_json(std::span<const Span> spans, std::string_view service_name
 bool start_trace_exporter(const TraceExporterConfig& config, std::string* error) {
   Endpoint endpoint;
   if (!parse_endpoint(config.endpoint, &endpoint, error)) return false;
+  set_trace_sample_ratio(config.sample_ratio);
   g_exporter = std::make_unique<Exporter>(config, std::move(endpoint));
   detail::g_tracing.store(true, std::memory_order_relaxed);
   return true;

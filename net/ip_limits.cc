@@ -1,6 +1,7 @@
 // net/ip_limits.cc — per-address connection counts and rates.
 #include "net/ip_limits.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace weir::net {
@@ -12,7 +13,7 @@ constexpr int64_t kSweepIntervalNs = 1'000'000'000;
 
 }  // namespace
 
-IpKey IpKey::of(const SocketAddress& address) {
+IpKey IpKey::of(const SocketAddress& address, int v6_prefix) {
   IpKey key;
   if (address.family() == AF_INET) {
     const auto* in = reinterpret_cast<const sockaddr_in*>(address.sockaddr());
@@ -20,7 +21,11 @@ IpKey IpKey::of(const SocketAddress& address) {
     std::memcpy(key.bytes.data() + 12, &in->sin_addr, 4);
   } else if (address.family() == AF_INET6) {
     const auto* in6 = reinterpret_cast<const sockaddr_in6*>(address.sockaddr());
-    std::memcpy(key.bytes.data(), &in6->sin6_addr, 16);  // v4-mapped is already ::ffff:a.b.c.d
+    std::memcpy(key.bytes.data(), &in6->sin6_addr, 16);
+    if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) return key;  // already ::ffff:a.b.c.d
+    int bits = std::clamp(v6_prefix, 0, 128);
+    if (bits % 8) key.bytes[bits / 8] &= static_cast<uint8_t>(0xff00 >> (bits % 8));
+    for (int i = (bits + 7) / 8; i < 16; ++i) key.bytes[i] = 0;
   }
   return key;
 }
@@ -43,7 +48,7 @@ ConnectionsPerIp::Stripe& ConnectionsPerIp::stripe(const IpKey& key) {
 }
 
 bool ConnectionsPerIp::try_acquire(const SocketAddress& peer) {
-  IpKey key = IpKey::of(peer);
+  IpKey key = IpKey::of(peer, v6_prefix_);
   Stripe& s = stripe(key);
   std::lock_guard lock(s.mutex);
   uint32_t& open = s.open[key];
@@ -56,7 +61,7 @@ bool ConnectionsPerIp::try_acquire(const SocketAddress& peer) {
 }
 
 void ConnectionsPerIp::release(const SocketAddress& peer) {
-  IpKey key = IpKey::of(peer);
+  IpKey key = IpKey::of(peer, v6_prefix_);
   Stripe& s = stripe(key);
   std::lock_guard lock(s.mutex);
   auto it = s.open.find(key);
@@ -65,7 +70,7 @@ void ConnectionsPerIp::release(const SocketAddress& peer) {
 }
 
 uint32_t ConnectionsPerIp::count(const SocketAddress& peer) {
-  IpKey key = IpKey::of(peer);
+  IpKey key = IpKey::of(peer, v6_prefix_);
   Stripe& s = stripe(key);
   std::lock_guard lock(s.mutex);
   auto it = s.open.find(key);
@@ -74,13 +79,14 @@ uint32_t ConnectionsPerIp::count(const SocketAddress& peer) {
 
 // ---------------------------------------------------------------- rates
 
-RatePerIp::RatePerIp(double rate, double burst)
+RatePerIp::RatePerIp(double rate, double burst, int v6_prefix)
     : rate_(rate),
       burst_(burst < 1 ? 1 : burst),
-      idle_ns_(static_cast<int64_t>((burst_ + 1) / rate * 1e9)) {}
+      idle_ns_(static_cast<int64_t>((burst_ + 1) / rate * 1e9)),
+      v6_prefix_(v6_prefix) {}
 
 bool RatePerIp::take(const SocketAddress& peer, int64_t now_ns, int64_t* retry_after_ns) {
-  IpKey key = IpKey::of(peer);
+  IpKey key = IpKey::of(peer, v6_prefix_);
   Stripe& s = stripes_[(IpKeyHash()(key) >> 56) % stripes_.size()];
   std::lock_guard lock(s.mutex);
   if (s.entries.size() > kSweepAbove) sweep(s, now_ns);

@@ -44,7 +44,8 @@ class ClosingHandler : public ConnectionHandler {
 TcpServer::TcpServer(TcpServerOptions options, HandlerFactory factory)
     : options_(std::move(options)), factory_(std::move(factory)) {
   if (options_.max_connections_per_ip > 0)
-    per_ip_ = std::make_unique<ConnectionsPerIp>(options_.max_connections_per_ip);
+    per_ip_ = std::make_unique<ConnectionsPerIp>(options_.max_connections_per_ip,
+                                                 options_.ip_limit_v6_prefix);
   if (options_.accept_rate > 0)
     accept_rate_ = std::make_unique<AcceptRate>(options_.accept_rate, options_.accept_burst);
 }

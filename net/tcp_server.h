@@ -38,10 +38,11 @@ namespace weir::net {
 struct TcpServerOptions {
   SocketAddress listen;
   int threads = 1;
-  size_t max_connections = 0;           // 0: unlimited
-  uint32_t max_connections_per_ip = 0;  // 0: unlimited
-  double accept_rate = 0;               // connections per second (0: unlimited)
-  double accept_burst = 0;              // admitted at once before the rate applies
+  size_t max_connections = 0;                 // 0: unlimited
+  uint32_t max_connections_per_ip = 0;        // 0: unlimited
+  int ip_limit_v6_prefix = kDefaultV6Prefix;  // IPv6 clients counted per this prefix
+  double accept_rate = 0;                     // connections per second (0: unlimited)
+  double accept_burst = 0;                    // admitted at once before the rate applies
   int backlog = 4096;
   int64_t tick_ms = 10;
   ConnectionOptions connection;

@@ -64,6 +64,61 @@ TEST(ConnectionsPerIp, HoldsTheLimitAcrossThreads) {
   EXPECT_EQ(admitted.load(), 100);
 }
 
+TEST(IpKey, KeysIpv6ByItsPrefixAndIpv4ByItsAddress) {
+  EXPECT_EQ(IpKey::of(addr("[2001:db8:1:2:aaaa::1]:1")), IpKey::of(addr("[2001:db8:1:2::9]:2")));
+  EXPECT_NE(IpKey::of(addr("[2001:db8:1:2::1]:1")), IpKey::of(addr("[2001:db8:1:3::1]:1")));
+  EXPECT_EQ(IpKey::of(addr("[::ffff:198.51.100.4]:1")), IpKey::of(addr("198.51.100.4:2")));
+  EXPECT_NE(IpKey::of(addr("[::ffff:198.51.100.4]:1")), IpKey::of(addr("198.51.100.5:2")))
+      << "a mapped address is not cut to /64";
+  EXPECT_NE(IpKey::of(addr("[::1]:1")), IpKey::of(addr("0.0.0.1:1")));
+  EXPECT_NE(IpKey::of(addr("[2001:db8::1]:1"), 128), IpKey::of(addr("[2001:db8::2]:1"), 128));
+  // A prefix that is not a whole number of bytes: /60 keeps the top nibble of byte 7.
+  EXPECT_EQ(IpKey::of(addr("[2001:db8:0:10::]:1"), 60), IpKey::of(addr("[2001:db8:0:1f::]:1"), 60));
+  EXPECT_NE(IpKey::of(addr("[2001:db8:0:10::]:1"), 60), IpKey::of(addr("[2001:db8:0:20::]:1"), 60));
+}
+
+TEST(ConnectionsPerIp, AddressesOfOneIpv6Slash64ShareTheBudget) {
+  ConnectionsPerIp table(2);  // the default prefix, 64
+  EXPECT_TRUE(table.try_acquire(addr("[2001:db8:a:b::1]:1000")));
+  EXPECT_TRUE(table.try_acquire(addr("[2001:db8:a:b:ffff:ffff:ffff:ffff]:1000")));
+  EXPECT_FALSE(table.try_acquire(addr("[2001:db8:a:b:1234::77]:1000")))
+      << "a third address of the same /64 is the same client";
+  EXPECT_EQ(table.count(addr("[2001:db8:a:b::42]:5")), 2u);
+  EXPECT_TRUE(table.try_acquire(addr("[2001:db8:a:c::1]:1000"))) << "another /64 has its own";
+  table.release(addr("[2001:db8:a:b::1]:1000"));
+  EXPECT_TRUE(table.try_acquire(addr("[2001:db8:a:b::2]:1000"))) << "a release frees the /64";
+}
+
+TEST(ConnectionsPerIp, MappedIpv4IsCountedAsIpv4NotAsAnIpv6Prefix) {
+  ConnectionsPerIp table(1);
+  EXPECT_TRUE(table.try_acquire(addr("[::ffff:192.0.2.7]:80")));
+  EXPECT_FALSE(table.try_acquire(addr("192.0.2.7:81")));
+  EXPECT_TRUE(table.try_acquire(addr("[::ffff:192.0.2.8]:80")))
+      << "its neighbour is another client";
+}
+
+TEST(ConnectionsPerIp, Prefix128CountsEachIpv6AddressAlone) {
+  ConnectionsPerIp table(1, 128);
+  EXPECT_TRUE(table.try_acquire(addr("[2001:db8:a:b::1]:1")));
+  EXPECT_TRUE(table.try_acquire(addr("[2001:db8:a:b::2]:1")));
+  EXPECT_FALSE(table.try_acquire(addr("[2001:db8:a:b::1]:2")));
+}
+
+TEST(RatePerIp, AddressesOfOneIpv6Slash64ShareTheRate) {
+  RatePerIp rate(10, 2);
+  int64_t now = 5 * kSecond, retry = 0;
+  EXPECT_TRUE(rate.take(addr("[2001:db8:5:6::1]:1"), now, &retry));
+  EXPECT_TRUE(rate.take(addr("[2001:db8:5:6::2]:1"), now, &retry));
+  EXPECT_FALSE(rate.take(addr("[2001:db8:5:6::3]:1"), now, &retry)) << "the /64's burst is spent";
+  EXPECT_TRUE(rate.take(addr("[2001:db8:5:7::3]:1"), now, &retry));
+  EXPECT_EQ(rate.tracked(), 2u);
+
+  RatePerIp per_address(10, 1, 128);
+  EXPECT_TRUE(per_address.take(addr("[2001:db8:5:6::1]:1"), now, &retry));
+  EXPECT_TRUE(per_address.take(addr("[2001:db8:5:6::2]:1"), now, &retry));
+  EXPECT_FALSE(per_address.take(addr("[2001:db8:5:6::1]:1"), now, &retry));
+}
+
 TEST(RatePerIp, AllowsTheBurstThenOnePerInterval) {
   RatePerIp rate(10, 3);  // 10/s, 3 at once
   SocketAddress a = addr("10.0.0.1:1");

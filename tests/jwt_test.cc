@@ -336,6 +336,126 @@ std::string write_temp(const std::string& name, const std::string& bytes) {
   return path;
 }
 
+// ---------------------------------------------------------------- iss and aud
+
+// The claims of claims() plus `extra` members, e.g. R"("iss":"a","aud":"b")".
+std::string claims_with(std::string_view extra) {
+  std::string c = claims();
+  c.pop_back();
+  return c + "," + std::string(extra) + "}";
+}
+
+const ws::JwtRequirements kBoth{"weir-api", "https://issuer.example"};
+
+TEST_F(Jwt, RequiredIssuerAndAudienceMatch) {
+  auto r = keys().verify(hs256(kSecret, header("HS256"),
+                               claims_with(R"("iss":"https://issuer.example","aud":"weir-api")")),
+                         kNow, 0, kBoth);
+  ASSERT_TRUE(r.ok()) << r.reason;
+  EXPECT_EQ(r.claims.iss, "https://issuer.example");
+  EXPECT_EQ(r.claims.aud, std::vector<std::string>{"weir-api"});
+}
+
+TEST_F(Jwt, AudienceMayBeAnArrayHoldingTheRequiredOne) {
+  auto r = keys().verify(
+      hs256(kSecret, header("HS256"),
+            claims_with(R"("iss":"https://issuer.example","aud":["other","weir-api"])")),
+      kNow, 0, kBoth);
+  ASSERT_TRUE(r.ok()) << r.reason;
+  EXPECT_EQ(r.claims.aud, (std::vector<std::string>{"other", "weir-api"}));
+  auto none = keys().verify(
+      hs256(kSecret, header("HS256"),
+            claims_with(R"("iss":"https://issuer.example","aud":["other","weir-api-2"])")),
+      kNow, 0, kBoth);
+  EXPECT_EQ(none.error, JwtError::kWrongAudience) << none.reason;
+  auto empty = keys().verify(
+      hs256(kSecret, header("HS256"), claims_with(R"("iss":"https://issuer.example","aud":[])")),
+      kNow, 0, kBoth);
+  EXPECT_EQ(empty.error, JwtError::kWrongAudience) << empty.reason;
+}
+
+TEST_F(Jwt, WrongIssuerOrAudienceIsRefusedWithAReason) {
+  auto iss = keys().verify(hs256(kSecret, header("HS256"),
+                                 claims_with(R"("iss":"https://evil.example","aud":"weir-api")")),
+                           kNow, 0, kBoth);
+  EXPECT_EQ(iss.error, JwtError::kWrongIssuer);
+  EXPECT_NE(iss.reason.find("https://evil.example"), std::string::npos) << iss.reason;
+  EXPECT_EQ(iss.reason.find("issuer.example"), std::string::npos)
+      << "the required issuer is not told to the client: " << iss.reason;
+  EXPECT_EQ(ws::jwt_error_name(iss.error), "wrong_issuer");
+  auto aud = keys().verify(hs256(kSecret, header("HS256"),
+                                 claims_with(R"("iss":"https://issuer.example","aud":"weir-API")")),
+                           kNow, 0, kBoth);
+  EXPECT_EQ(aud.error, JwtError::kWrongAudience) << "string equality, case included";
+  EXPECT_EQ(ws::jwt_error_name(aud.error), "wrong_audience");
+}
+
+TEST_F(Jwt, MissingIssuerOrAudienceIsRefusedWhenRequired) {
+  auto no_iss = keys().verify(hs256(kSecret, header("HS256"), claims_with(R"("aud":"weir-api")")),
+                              kNow, 0, kBoth);
+  EXPECT_EQ(no_iss.error, JwtError::kWrongIssuer);
+  EXPECT_NE(no_iss.reason.find("no iss"), std::string::npos) << no_iss.reason;
+  auto no_aud = keys().verify(
+      hs256(kSecret, header("HS256"), claims_with(R"("iss":"https://issuer.example")")), kNow, 0,
+      kBoth);
+  EXPECT_EQ(no_aud.error, JwtError::kWrongAudience);
+  EXPECT_NE(no_aud.reason.find("no aud"), std::string::npos) << no_aud.reason;
+  // Each requirement alone checks its own claim only.
+  EXPECT_TRUE(keys()
+                  .verify(hs256(kSecret, header("HS256"), claims_with(R"("aud":"weir-api")")), kNow,
+                          0, ws::JwtRequirements{"weir-api", ""})
+                  .ok());
+  EXPECT_TRUE(keys()
+                  .verify(hs256(kSecret, header("HS256"), claims_with(R"("iss":"i")")), kNow, 0,
+                          ws::JwtRequirements{"", "i"})
+                  .ok());
+}
+
+TEST_F(Jwt, RequiredIssuerOrAudienceOfTheWrongTypeIsInvalid) {
+  for (const char* extra :
+       {R"("iss":7,"aud":"weir-api")", R"("iss":"https://issuer.example","aud":{"a":1})",
+        R"("iss":"https://issuer.example","aud":["weir-api",3])",
+        R"("iss":"https://issuer.example","aud":"weir-api","aud":"x")"}) {
+    auto r = keys().verify(hs256(kSecret, header("HS256"), claims_with(extra)), kNow, 0, kBoth);
+    EXPECT_EQ(r.error, JwtError::kInvalidClaims) << extra << ": " << r.reason;
+  }
+}
+
+TEST_F(Jwt, IssuerAndAudienceAreIgnoredWhenNotRequired) {
+  for (const char* extra : {R"("iss":"anyone","aud":"anything")", R"("iss":7,"aud":{"x":[1]})",
+                            R"("aud":"a","aud":"b")"}) {
+    auto r = verify(hs256(kSecret, header("HS256"), claims_with(extra)));
+    EXPECT_TRUE(r.ok()) << extra << ": " << r.reason;
+    EXPECT_TRUE(r.claims.iss.empty() && r.claims.aud.empty()) << "not even read";
+  }
+}
+
+TEST_F(Jwt, AudienceIsCheckedOnlyOnceTheSignatureVerified) {
+  std::string token = hs256(kSecret, header("HS256"), claims_with(R"("aud":"elsewhere")"));
+  char& c = token[token.size() - 10];  // inside the signature, all six bits used
+  c = c == 'A' ? 'B' : 'A';
+  EXPECT_EQ(keys().verify(token, kNow, 0, kBoth).error, JwtError::kBadSignature);
+}
+
+TEST_F(Jwt, AuthenticatorRefusesATokenForAnotherAudienceWithItsCode) {
+  std::string path = write_temp("aud", kSecret);
+  cluster::Authenticator auth(cluster::AuthMode::kRequired, 0, ws::JwtKeyFiles{path, {}},
+                              ws::JwtRequirements{"weir-api", "https://issuer.example"});
+  std::string error;
+  ASSERT_TRUE(auth.reload(&error)) << error;
+  auto ok = auth.verify(hs256(kSecret, header("HS256"),
+                              claims_with(R"("iss":"https://issuer.example","aud":"weir-api")")),
+                        kNow);
+  EXPECT_TRUE(ok.ok) << ok.message;
+  auto refused = auth.verify(
+      hs256(kSecret, header("HS256"), claims_with(R"("iss":"https://issuer.example","aud":"x")")),
+      kNow);
+  EXPECT_FALSE(refused.ok);
+  EXPECT_EQ(refused.code, "wrong_audience");
+  EXPECT_FALSE(refused.message.empty());
+  std::remove(path.c_str());
+}
+
 TEST_F(Jwt, KeyRingReloadSwapsTheWholeSet) {
   std::string path = write_temp("secret", kSecret + "\n");
   cluster::Authenticator auth(cluster::AuthMode::kRequired, 0, ws::JwtKeyFiles{path, {}});

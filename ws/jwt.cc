@@ -11,6 +11,7 @@
 #include <openssl/x509.h>
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -24,6 +25,7 @@ namespace od = simdjson::ondemand;
 constexpr size_t kMaxTokenBytes = 8192;
 constexpr size_t kMaxSubBytes = 128;
 constexpr size_t kMaxPatterns = 256;  // per right
+constexpr size_t kMaxAudiences = 64;
 constexpr size_t kMinHmacSecretBytes = 32;
 constexpr int kMinRsaBits = 2048;
 
@@ -108,14 +110,26 @@ bool read_numeric_date(od::value& v, int64_t* out) {
   return true;
 }
 
-bool read_patterns(od::value& v, std::vector<std::string>* out) {
+// An array of at most `max` strings.
+bool read_strings(od::value& v, size_t max, std::vector<std::string>* out) {
   od::array arr;
   if (v.get_array().get(arr)) return false;
   for (auto element : arr) {
     std::string_view s;
-    if (element.get_string().get(s) || out->size() >= kMaxPatterns) return false;
+    if (element.get_string().get(s) || out->size() >= max) return false;
     out->emplace_back(s);
   }
+  return true;
+}
+
+// aud: one string, or an array of strings (RFC 7519 4.1.3).
+bool read_audience(od::value& v, std::vector<std::string>* out) {
+  od::json_type type;
+  if (v.type().get(type)) return false;
+  if (type != od::json_type::string) return read_strings(v, kMaxAudiences, out);
+  std::string_view s;
+  if (v.get_string().get(s)) return false;
+  out->emplace_back(s);
   return true;
 }
 
@@ -134,7 +148,7 @@ bool read_rooms(od::value& v, JwtClaims* c, std::string* why) {
     }
     if (key != "subscribe" && key != "publish") continue;
     std::vector<std::string>* list = key == "subscribe" ? &c->subscribe : &c->publish;
-    if (!list->empty() || !read_patterns(child, list)) {
+    if (!list->empty() || !read_strings(child, kMaxPatterns, list)) {
       *why = "rooms." + std::string(key) + " must be one array of at most 256 strings";
       return false;
     }
@@ -152,8 +166,10 @@ bool valid_sub(std::string_view sub) {
 
 // The claims, read only once the signature verified. A claim we read that appears twice is
 // refused (RFC 7519 4: a parser either rejects duplicates or takes the last; two parsers taking
-// different ones would disagree about who the token is for).
-JwtError parse_claims(std::string_view json, JwtClaims* c, std::string* why) {
+// different ones would disagree about who the token is for). iss and aud are read only when
+// `required` names them.
+JwtError parse_claims(std::string_view json, const JwtRequirements& required, JwtClaims* c,
+                      std::string* why) {
   simdjson::padded_string padded(json);
   od::document doc;
   od::object obj;
@@ -162,6 +178,7 @@ JwtError parse_claims(std::string_view json, JwtClaims* c, std::string* why) {
     return JwtError::kMalformed;
   }
   bool seen_sub = false, seen_exp = false, seen_nbf = false, seen_rooms = false;
+  bool seen_iss = false, seen_aud = false;
   for (auto field : obj) {
     std::string_view key, s;
     od::value v;
@@ -173,6 +190,8 @@ JwtError parse_claims(std::string_view json, JwtClaims* c, std::string* why) {
                  : key == "exp"   ? &seen_exp
                  : key == "nbf"   ? &seen_nbf
                  : key == "rooms" ? &seen_rooms
+                 : key == "iss"   ? (required.issuer.empty() ? nullptr : &seen_iss)
+                 : key == "aud"   ? (required.audience.empty() ? nullptr : &seen_aud)
                                   : nullptr;
     if (!seen) continue;
     if (*seen) {
@@ -188,6 +207,17 @@ JwtError parse_claims(std::string_view json, JwtClaims* c, std::string* why) {
       c->sub.assign(s);
     } else if (key == "rooms") {
       if (!read_rooms(v, c, why)) return JwtError::kInvalidClaims;
+    } else if (key == "iss") {
+      if (v.get_string().get(s)) {
+        *why = "iss must be a string";
+        return JwtError::kInvalidClaims;
+      }
+      c->iss.assign(s);
+    } else if (key == "aud") {
+      if (!read_audience(v, &c->aud)) {
+        *why = "aud must be a string or an array of at most 64 strings";
+        return JwtError::kInvalidClaims;
+      }
     } else if (!read_numeric_date(v, key == "exp" ? &c->exp : &c->nbf)) {
       *why = std::string(key) + " must be a number of seconds since the epoch";
       return JwtError::kInvalidClaims;
@@ -197,6 +227,23 @@ JwtError parse_claims(std::string_view json, JwtClaims* c, std::string* why) {
     *why = seen_sub ? "the token has no exp (weir accepts expiring tokens only)"
                     : "the token has no sub";
     return JwtError::kInvalidClaims;
+  }
+  return JwtError::kOk;
+}
+
+// --jwt-issuer, --jwt-audience. A reason quotes what the token holds, never what is required.
+JwtError check_required(const JwtClaims& c, const JwtRequirements& required, std::string* why) {
+  if (!required.issuer.empty() && c.iss != required.issuer) {
+    *why = c.iss.empty()
+               ? "the token has no iss, and this server requires its issuer"
+               : "iss \"" + excerpt(c.iss, 64) + "\" is not the issuer this server accepts";
+    return JwtError::kWrongIssuer;
+  }
+  if (!required.audience.empty() &&
+      std::find(c.aud.begin(), c.aud.end(), required.audience) == c.aud.end()) {
+    *why = c.aud.empty() ? "the token has no aud, and this server requires its audience"
+                         : "aud does not name this server's audience";
+    return JwtError::kWrongAudience;
   }
   return JwtError::kOk;
 }
@@ -263,6 +310,10 @@ std::string_view jwt_error_name(JwtError error) {
       return "expired";
     case JwtError::kNotYetValid:
       return "not_yet_valid";
+    case JwtError::kWrongIssuer:
+      return "wrong_issuer";
+    case JwtError::kWrongAudience:
+      return "wrong_audience";
   }
   return "?";
 }
@@ -447,7 +498,8 @@ const JwtKeySet::Key* JwtKeySet::find_kid(std::string_view kid) const {
   return nullptr;
 }
 
-JwtResult JwtKeySet::verify(std::string_view token, int64_t now_s, int64_t leeway_s) const {
+JwtResult JwtKeySet::verify(std::string_view token, int64_t now_s, int64_t leeway_s,
+                            const JwtRequirements& required) const {
   if (token.size() > kMaxTokenBytes) return fail(JwtError::kMalformed, "the token is over 8 KiB");
   size_t dot1 = token.find('.');
   size_t dot2 = dot1 == std::string_view::npos ? dot1 : token.find('.', dot1 + 1);
@@ -491,7 +543,8 @@ JwtResult JwtKeySet::verify(std::string_view token, int64_t now_s, int64_t leewa
   std::string claims_json;
   if (!base64url_decode(token.substr(dot1 + 1, dot2 - dot1 - 1), &claims_json))
     return fail(JwtError::kMalformed, "the claims segment is not base64url");
-  JwtError e = parse_claims(claims_json, &result.claims, &why);
+  JwtError e = parse_claims(claims_json, required, &result.claims, &why);
+  if (e == JwtError::kOk) e = check_required(result.claims, required, &why);
   if (e != JwtError::kOk) return fail(e, why);
   result.claims.kid = std::move(header.kid);
   result.claims.alg = alg;

@@ -14,6 +14,9 @@
 // Claims read: `sub` (required, 1..128 bytes, no control characters), `exp` (required),
 // `nbf` (optional), and `rooms`: {"subscribe": [patterns], "publish": [patterns]} (optional,
 // kept as strings: the rooms layer gives them meaning). exp and nbf are checked with a leeway.
+// `iss` and `aud` are read only when a JwtRequirements asks for them (--jwt-issuer,
+// --jwt-audience): iss must then equal the issuer, and aud be the audience or an array holding
+// it (RFC 7519 4.1.1, 4.1.3); otherwise they are ignored, whatever their type.
 #pragma once
 
 #include <cstdint>
@@ -37,9 +40,11 @@ enum class JwtError : uint8_t {
   kInvalidClaims,  // sub or exp missing, a claim of the wrong type
   kExpired,        // now > exp + leeway
   kNotYetValid,    // now < nbf - leeway
+  kWrongIssuer,    // an issuer is required and iss is missing or another
+  kWrongAudience,  // an audience is required and aud is missing or does not hold it
 };
 // "malformed", "alg_not_allowed", "unknown_kid", "bad_signature", "invalid_claims",
-// "expired", "not_yet_valid" ("ok" for kOk).
+// "expired", "not_yet_valid", "wrong_issuer", "wrong_audience" ("ok" for kOk).
 std::string_view jwt_error_name(JwtError error);
 
 struct JwtClaims {
@@ -49,6 +54,8 @@ struct JwtClaims {
   bool has_rooms = false;
   std::vector<std::string> subscribe;  // rooms.subscribe patterns
   std::vector<std::string> publish;    // rooms.publish patterns
+  std::string iss;                     // read only when an issuer is required
+  std::vector<std::string> aud;        // read only when an audience is required
   std::string kid;                     // the header's, empty when absent
   JwtAlg alg = JwtAlg::kHS256;
 };
@@ -58,6 +65,12 @@ struct JwtResult {
   std::string reason;  // one human-readable line when error != kOk
   JwtClaims claims;
   bool ok() const { return error == JwtError::kOk; }
+};
+
+// Registered claims a deployment requires of every token; an empty one is not checked.
+struct JwtRequirements {
+  std::string audience;  // --jwt-audience: aud is it, or an array holding it
+  std::string issuer;    // --jwt-issuer: iss equals it
 };
 
 // The keys tokens are verified with. Built once (load or add_*), then immutable and shared.
@@ -78,8 +91,10 @@ class JwtKeySet {
   size_t size() const { return keys_.size(); }
   bool empty() const { return keys_.empty(); }
 
-  // Verifies `token` at `now_s` (seconds since the epoch), exp and nbf within `leeway_s`.
-  JwtResult verify(std::string_view token, int64_t now_s, int64_t leeway_s) const;
+  // Verifies `token` at `now_s` (seconds since the epoch), exp and nbf within `leeway_s`, and
+  // the claims `required` asks for.
+  JwtResult verify(std::string_view token, int64_t now_s, int64_t leeway_s,
+                   const JwtRequirements& required = {}) const;
 
  private:
   struct Key;

@@ -23,6 +23,9 @@ keys, on a free port, and stops it by its PID.
 - SIGHUP with new key files: the open connection stays and keeps working, a token of the new
   keys is accepted, one of the old keys refused;
 - --auth optional: no token is anonymous (random member id, every room), a bad token is 401;
+- --jwt-issuer and --jwt-audience: a token with that iss and that aud (a string, or an array
+  holding it) is upgraded; another iss, another aud, or none is 401 wrong_issuer /
+  wrong_audience, counted by reason, logged as "auth refused" with the reason;
 - --max-rooms-per-connection: too_many_rooms, and the refusal metrics.
 Prints one line per check; exits 1 on any failure.
 """
@@ -227,6 +230,42 @@ async def test_bad_tokens_get_401_before_the_upgrade():
     passed(checks)
 
 
+async def test_issuer_and_audience_when_required():
+    checks = Checks("iss/aud")
+    iss, aud = "https://idp.example", "weir-test"
+
+    def with_(**extra):
+        return token("HS256", {**claims("erin"), **extra})
+
+    with start("--jwt-issuer", iss, "--jwt-audience", aud) as weir:
+        ws, s = await connect(weir, extra_headers=bearer_headers(with_(iss=iss, aud=aud)))
+        checks.check(s["member_id"] == "erin", "matching iss and aud (string): upgraded")
+        await ws.close()
+        ws, s = await connect(weir, extra_headers=bearer_headers(
+            with_(iss=iss, aud=["other", aud])))
+        checks.check(s["member_id"] == "erin", "aud array holding the audience: upgraded")
+        await ws.close()
+        refused(checks, weir, "another iss", with_(iss="https://evil.example", aud=aud),
+                "wrong_issuer")
+        refused(checks, weir, "no iss", with_(aud=aud), "wrong_issuer")
+        refused(checks, weir, "another aud", with_(iss=iss, aud="other"), "wrong_audience")
+        refused(checks, weir, "aud array without it", with_(iss=iss, aud=["a", "b"]),
+                "wrong_audience")
+        refused(checks, weir, "no aud", with_(iss=iss), "wrong_audience")
+        for reason, want in (("wrong_issuer", 2), ("wrong_audience", 3)):
+            got = weir.metric(f'weir_auth_failures_total{{reason="{reason}"}}')
+            checks.check(got == want, f"weir_auth_failures_total{{reason=\"{reason}\"}} = {got}")
+        unauthorized = weir.metric('weir_ws_handshakes_total{result="unauthorized"}')
+        checks.check(unauthorized == 5, f"handshakes unauthorized = {unauthorized}")
+        checks.check("auth refused" in weir.output() and "code=wrong_" in weir.output(),
+                     "the refusal is logged with its code")
+    with start() as weir:
+        ws, s = await connect(weir, extra_headers=bearer_headers(with_(iss="x", aud=7)))
+        checks.check(s["member_id"] == "erin", "without the flags iss and aud are ignored")
+        await ws.close()
+    passed(checks)
+
+
 async def test_room_acl_join_and_publish():
     checks = Checks("acl")
     rooms = {"subscribe": ["chat.*"], "publish": ["chat.general"]}
@@ -386,6 +425,7 @@ TESTS = [
     test_refresh_and_expiry,
     test_sighup_reloads_keys_without_dropping_connections,
     test_optional_admits_anonymous_and_refuses_bad_tokens,
+    test_issuer_and_audience_when_required,
     test_rooms_per_connection_limit,
 ]
 

@@ -7,8 +7,10 @@ Starts a tiny collector (http.server in a thread) on a free port and BUILD_DIR/w
 --otlp-endpoint pointing at it, then over real sockets: a /ws connection joins a room and
 publishes a message carrying a traceparent; the collector must receive valid OTLP JSON with a
 ws.handshake span, a room.publish span in the message's trace (same traceId, parentSpanId the
-traceparent's span id, tracestate kept) and a room.fanout span. Then the collector stops: weir
-keeps serving and counts the spans it could not post. Exits 1 on any failure.
+traceparent's span id, tracestate kept) and a room.fanout span. Head sampling: a traceparent
+whose sampled flag is clear (trace-flags 00) gets no span, one with it set (01) does, and the
+message keeps its traceparent, flag included. Then the collector stops: weir keeps serving and
+counts the spans it could not post. Exits 1 on any failure.
 """
 import asyncio
 import http.server
@@ -161,6 +163,27 @@ async def test_spans_reach_the_collector(weir, collector):
     await ws.close()
 
 
+async def test_the_sampled_flag_decides(weir, collector):
+    unsampled_id, sampled_id = "5cf92f3577b34da6a3ce929d0e0e4736", "6df92f3577b34da6a3ce929d0e0e4736"
+    ws, _ = await connect(weir)
+    await join(ws, "otlp-sampling")
+    for trace_id, flags in ((unsampled_id, "00"), (sampled_id, "01")):
+        tp = f"00-{trace_id}-{PARENT_ID}-{flags}"
+        await ws.send(message("otlp-sampling", f"flags {flags}", traceparent=tp))
+        m = await expect(ws, "message")
+        check(m["traceparent"] == tp, f"the traceparent is forwarded with its flags: {m}")
+    # Both publish spans come from the room's owner thread, whose queue is FIFO: once the
+    # sampled one has arrived, the unsampled one would have too.
+    await wait_for("the 01 publish span", lambda: [
+        s for s in collector.spans() if s["name"] == "room.publish" and s["traceId"] == sampled_id])
+    check(not [s for s in collector.spans() if s["traceId"] == unsampled_id],
+          "no span in a trace whose traceparent has flags 00")
+    not_sampled = float(weir.metric(
+        'weir_otlp_sampling_decisions_total{decision="not_sampled"}') or 0)
+    check(not_sampled >= 1, f"the unsampled decision is counted: {not_sampled}")
+    await ws.close()
+
+
 async def test_a_dead_collector_costs_spans_not_service(weir, collector):
     collector.stop()
     ws, _ = await connect(weir)
@@ -177,7 +200,8 @@ async def test_a_dead_collector_costs_spans_not_service(weir, collector):
     await ws.close()
 
 
-TESTS = [test_spans_reach_the_collector, test_a_dead_collector_costs_spans_not_service]
+TESTS = [test_spans_reach_the_collector, test_the_sampled_flag_decides,
+         test_a_dead_collector_costs_spans_not_service]
 
 
 def main():
