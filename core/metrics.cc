@@ -153,6 +153,7 @@ void Metric::render_sample(std::string& out, std::string_view suffix, std::strin
 }
 
 uint64_t Counter::value() const {
+  if (read_) return read_();
   uint64_t sum = 0;
   for (const Shard& s : shards_) sum += s.value.load(std::memory_order_relaxed);
   return sum;

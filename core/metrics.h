@@ -64,6 +64,12 @@ class Counter : public Metric {
   Counter(std::string name, std::string help, std::string labels = "", double scale = 1)
       : Metric(Type::kCounter, std::move(name), std::move(help), std::move(labels)),
         scale_(scale) {}
+  // A counter computed at scrape time, e.g. a total kept for compatibility that sums labelled
+  // series, so the hot path increments one counter, not two. Never inc() it.
+  Counter(std::string name, std::string help, std::string labels, std::function<uint64_t()> read)
+      : Metric(Type::kCounter, std::move(name), std::move(help), std::move(labels)),
+        scale_(1),
+        read_(std::move(read)) {}
   void inc(uint64_t n = 1) {
     shards_[metrics_shard()].value.fetch_add(n, std::memory_order_relaxed);
   }
@@ -77,6 +83,7 @@ class Counter : public Metric {
   };
   Shard shards_[kMetricShards];
   double scale_;
+  std::function<uint64_t()> read_;
 };
 
 class Gauge : public Metric {

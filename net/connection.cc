@@ -46,6 +46,9 @@ core::Counter& g_read_calls = metrics::read_calls;
 core::Counter& g_write_calls = metrics::write_calls;
 core::Counter g_high_marks("weir_high_watermark_crossings_total",
                            "Times a connection's queue reached the high watermark");
+core::Gauge g_above_high("weir_connections_above_high_watermark",
+                         "Connections whose queue reached the high watermark and has not yet "
+                         "fallen to the low one");
 core::Counter g_suspended("weir_reading_suspended_seconds_total",
                           "Time connections spent with reading suspended", "", 1000);
 core::Counter g_overruns("weir_buffer_overruns_total",
@@ -103,6 +106,7 @@ Connection::~Connection() {
   for (FileRange& f : files_) ::close(f.fd);
   if (fd_ >= 0) release_fd();
   g_open.dec();
+  if (above_high_) g_above_high.dec();
 }
 
 void Connection::set_handler(std::unique_ptr<ConnectionHandler> handler) {
@@ -205,6 +209,7 @@ void Connection::after_enqueue() {
   if (!above_high_ && queued_bytes() >= options_.high_watermark) {
     above_high_ = true;
     g_high_marks.inc();
+    g_above_high.inc();
     if (handler_) handler_->on_high_watermark(*this);
   }
 }
@@ -328,6 +333,7 @@ void Connection::deliver_acks() {
 void Connection::check_low_watermark() {
   if (above_high_ && queued_bytes() <= options_.low_watermark) {
     above_high_ = false;
+    g_above_high.dec();
     if (handler_) handler_->on_low_watermark(*this);
   }
 }

@@ -1,4 +1,5 @@
-// tests/metrics_test.cc — sharded counters, gauges, histograms and their Prometheus rendering.
+// tests/metrics_test.cc — sharded counters, gauges, histograms and their Prometheus rendering;
+// and the WebSocket server's by-state and by-type series counted over real sockets.
 #include "core/metrics.h"
 
 #include <gtest/gtest.h>
@@ -13,6 +14,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "tests/server_harness.h"
 
 namespace weir::core {
 namespace {
@@ -126,6 +129,25 @@ TEST(Counter, ShardIndexWrapsAtTheShardCount) {
   std::thread([&] { unbound = metrics_shard(); }).join();
   EXPECT_GE(unbound, 0);
   EXPECT_LT(unbound, kMetricShards);
+}
+
+TEST(Counter, ComputedCounterSumsItsSourcesAtScrapeTime) {
+  Counter a("test_computed_parts_total", "Parts.", "part=\"a\"");
+  Counter b("test_computed_parts_total", "Parts.", "part=\"b\"");
+  Counter sum("test_computed_sum_total", "Sum of the parts.", "",
+              [&] { return a.value() + b.value(); });
+  a.inc(2);
+  b.inc(5);
+  EXPECT_EQ(sum.value(), 7u);
+  EXPECT_EQ(family_lines("test_computed_sum_total"),
+            (std::vector<std::string>{"# HELP test_computed_sum_total Sum of the parts.",
+                                      "# TYPE test_computed_sum_total counter",
+                                      "test_computed_sum_total 7"}));
+  double value = 0;
+  ASSERT_TRUE(find_metric_value("test_computed_sum_total", "", &value));
+  EXPECT_EQ(value, 7);
+  std::thread([&] { b.inc(); }).join();
+  EXPECT_EQ(sum.value(), 8u);
 }
 
 TEST(Gauge, GoesUpAndDown) {
@@ -354,3 +376,173 @@ TEST(Metrics, DeclarationOfAnotherTypeIsLeftOut) {
 
 }  // namespace
 }  // namespace weir::core
+
+// ---------------------------------------------------------------- the server's series
+
+namespace weir::harness {
+namespace {
+
+constexpr const char* kTypes[] = {"text", "binary", "ping", "pong", "close"};
+
+double metric(const std::string& name, const std::string& labels = "") {
+  double value = -1;
+  EXPECT_TRUE(core::find_metric_value(name, labels, &value)) << name << "{" << labels << "}";
+  return value;
+}
+
+std::string state(const char* name) {
+  return std::string("state=\"") + name + "\"";
+}
+
+std::string by_type(const char* direction, const char* type) {
+  return std::string("direction=\"") + direction + "\",type=\"" + type + "\"";
+}
+
+// Every series this file checks, read now (in-process: the counters are the test binary's).
+std::map<std::string, double> snapshot() {
+  std::map<std::string, double> values;
+  for (const char* s : {"handshaking", "open", "closing"})
+    values["connections " + std::string(s)] = metric("weir_connections", state(s));
+  values["above_high"] = metric("weir_connections_above_high_watermark");
+  for (const char* d : {"in", "out"}) {
+    for (const char* t : kTypes) {
+      values[std::string("messages ") + d + " " + t] =
+          metric("weir_ws_messages_total", by_type(d, t));
+      values[std::string("bytes ") + d + " " + t] =
+          metric("weir_ws_payload_bytes_total", by_type(d, t));
+    }
+  }
+  values["received_total"] = metric("weir_ws_messages_received_total");
+  values["sent_total"] = metric("weir_ws_messages_sent_total");
+  values["bytes_received_total"] = metric("weir_ws_payload_bytes_received_total");
+  values["bytes_sent_total"] = metric("weir_ws_payload_bytes_sent_total");
+  return values;
+}
+
+// Gauges move on the server's thread: waits until `name`{labels} equals `want` (false after
+// 5 s; the test then fails on the value, not on the time taken).
+bool settles_at(const std::string& name, const std::string& labels, double want) {
+  const int64_t deadline = core::monotonic_ms() + 5000;
+  double value = 0;
+  while (core::find_metric_value(name, labels, &value) && value != want) {
+    if (core::monotonic_ms() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  return value == want;
+}
+
+TEST(ServerMetrics, ConnectionsMoveThroughHandshakingOpenAndClosing) {
+  TestServer server;
+  ASSERT_TRUE(server.started()) << server.error();
+  std::map<std::string, double> base = snapshot();
+  const double handshaking = base["connections handshaking"];
+  const double open = base["connections open"];
+  const double closing = base["connections closing"];
+
+  RawClient http(server.port());  // accepted, no request yet: handshaking
+  ASSERT_TRUE(http.connected());
+  EXPECT_TRUE(settles_at("weir_connections", state("handshaking"), handshaking + 1));
+
+  constexpr int kSessions = 3;
+  std::vector<std::unique_ptr<RawClient>> sessions;
+  for (int i = 0; i < kSessions; ++i) {
+    sessions.push_back(open_websocket(server.port()));
+    ASSERT_TRUE(sessions.back());
+  }
+  EXPECT_TRUE(settles_at("weir_connections", state("open"), open + kSessions));
+  EXPECT_EQ(metric("weir_connections", state("handshaking")), handshaking + 1);
+
+  // The close handshake: the server answers and closes TCP; the session counts as closing
+  // until its connection is gone, and in no state afterwards.
+  for (auto& ws : sessions) {
+    ASSERT_TRUE(ws->send(close_frame(1000, "bye")));
+    Frame f;
+    ASSERT_EQ(read_frame(*ws, &f), ReadStatus::kOk);
+    EXPECT_EQ(f.opcode, kOpClose);
+  }
+  EXPECT_TRUE(settles_at("weir_connections", state("open"), open));
+  for (auto& ws : sessions) ws->close();
+  http.close();
+  EXPECT_TRUE(settles_at("weir_connections", state("open"), open));
+  EXPECT_TRUE(settles_at("weir_connections", state("closing"), closing));
+  EXPECT_TRUE(settles_at("weir_connections", state("handshaking"), handshaking));
+}
+
+TEST(ServerMetrics, MessagesAndBytesAreCountedByDirectionAndType) {
+  TestServer server;
+  ASSERT_TRUE(server.started()) << server.error();
+  std::map<std::string, double> base = snapshot();
+
+  constexpr int kSessions = 3, kText = 4, kBinary = 2;
+  const std::string text = "hello";             // 5 bytes
+  const std::string binary("\x00\x01\xff", 3);  // 3 bytes
+  std::vector<std::unique_ptr<RawClient>> sessions;
+  for (int i = 0; i < kSessions; ++i) {
+    sessions.push_back(open_websocket(server.port()));
+    ASSERT_TRUE(sessions.back());
+  }
+  for (auto& ws : sessions) {
+    std::string burst;
+    for (int i = 0; i < kText; ++i) burst += frame(kOpText, text);
+    for (int i = 0; i < kBinary; ++i) burst += frame(kOpBinary, binary);
+    burst += frame(kOpPing, "p1");
+    ASSERT_TRUE(ws->send(burst));
+    for (int i = 0; i < kText + kBinary + 1; ++i) {  // the echoes and the pong
+      Frame f;
+      ASSERT_EQ(read_frame(*ws, &f), ReadStatus::kOk);
+    }
+    ASSERT_TRUE(ws->send(close_frame(1000, "bye")));  // 5 payload bytes
+    Frame f;
+    ASSERT_EQ(read_frame(*ws, &f), ReadStatus::kOk);  // echoed code, no reason: 2 bytes
+    EXPECT_EQ(f.opcode, kOpClose);
+    EXPECT_EQ(f.payload.size(), 2u);
+  }
+  // Everything counted was counted before the server wrote what the clients have read.
+  std::map<std::string, double> now = snapshot();
+  auto delta = [&](const std::string& key) { return now[key] - base[key]; };
+  for (const char* d : {"in", "out"}) {
+    SCOPED_TRACE(d);
+    EXPECT_EQ(delta(std::string("messages ") + d + " text"), kSessions * kText);
+    EXPECT_EQ(delta(std::string("bytes ") + d + " text"), kSessions * kText * 5);
+    EXPECT_EQ(delta(std::string("messages ") + d + " binary"), kSessions * kBinary);
+    EXPECT_EQ(delta(std::string("bytes ") + d + " binary"), kSessions * kBinary * 3);
+    EXPECT_EQ(delta(std::string("messages ") + d + " close"), kSessions);
+  }
+  EXPECT_EQ(delta("messages in ping"), kSessions);
+  EXPECT_EQ(delta("bytes in ping"), kSessions * 2);
+  EXPECT_EQ(delta("messages out pong"), kSessions);
+  EXPECT_EQ(delta("bytes out pong"), kSessions * 2);
+  EXPECT_EQ(delta("messages out ping"), 0);
+  EXPECT_EQ(delta("messages in pong"), 0);
+  EXPECT_EQ(delta("bytes in close"), kSessions * 5);
+  EXPECT_EQ(delta("bytes out close"), kSessions * 2);
+  // The unlabelled totals are text plus binary.
+  EXPECT_EQ(delta("received_total"), kSessions * (kText + kBinary));
+  EXPECT_EQ(delta("sent_total"), kSessions * (kText + kBinary));
+  EXPECT_EQ(delta("bytes_received_total"), kSessions * (kText * 5 + kBinary * 3));
+  EXPECT_EQ(delta("bytes_sent_total"), kSessions * (kText * 5 + kBinary * 3));
+}
+
+TEST(ServerMetrics, AConnectionCountsAboveTheHighWatermarkUntilItDrains) {
+  ServerConfig config;
+  config.tcp.connection.high_watermark = 64 << 10;
+  config.tcp.connection.low_watermark = 16 << 10;
+  config.tcp.connection.max_buffer = 0;
+  TestServer server(config);
+  ASSERT_TRUE(server.started()) << server.error();
+  const double above = metric("weir_connections_above_high_watermark");
+  auto ws = open_websocket(server.port());
+  ASSERT_TRUE(ws);
+  // A 12 MiB echo the client does not read: more than the socket buffers take, so the
+  // server's queue stays above the high watermark.
+  const std::string big(12 << 20, 'x');
+  ASSERT_TRUE(ws->send(frame(kOpBinary, big)));
+  EXPECT_TRUE(settles_at("weir_connections_above_high_watermark", "", above + 1));
+  Frame f;
+  ASSERT_EQ(read_frame(*ws, &f, 20000), ReadStatus::kOk);
+  EXPECT_EQ(f.payload.size(), big.size());
+  EXPECT_TRUE(settles_at("weir_connections_above_high_watermark", "", above));
+}
+
+}  // namespace
+}  // namespace weir::harness

@@ -123,6 +123,9 @@ class RefusedConnection final : public net::ConnectionHandler {
   }
   void on_data(net::Connection&, char*, size_t) override {}
   void on_closed(net::Connection&, net::CloseReason, std::string_view) override {}
+
+ private:
+  ConnectionState connection_state_{ConnectionState::State::kClosing};
 };
 
 }  // namespace
@@ -333,6 +336,7 @@ void HttpConnection::upgrade(const HttpRequest& request, char* rest, size_t rest
   count_response(101);
   conn_.write(build_upgrade_response(hs));
   timer_.cancel();
+  connection_state_.set(ConnectionState::State::kNone);  // the session counts it from here
   auto session = std::make_unique<WebSocketSession>(conn_, options_.websocket,
                                                     deflate.accepted ? &deflate.params : nullptr,
                                                     &thread_deflate_workspace(), hs.subprotocol);
@@ -462,6 +466,8 @@ void HttpConnection::finish_drain() {
 
 void HttpConnection::on_closed(net::Connection&, net::CloseReason, std::string_view) {
   timer_.cancel();
+  if (connection_state_.state() != ConnectionState::State::kNone)
+    connection_state_.set(ConnectionState::State::kClosing);
   *self_ = nullptr;
 }
 

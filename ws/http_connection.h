@@ -31,6 +31,7 @@
 #include "core/timer_wheel.h"
 #include "net/connection.h"
 #include "net/ip_limits.h"
+#include "ws/connection_state.h"
 #include "ws/deflate_negotiation.h"
 #include "ws/handshake.h"
 #include "ws/http_parser.h"
@@ -180,6 +181,7 @@ class HttpConnection final : public net::ConnectionHandler {
   int64_t last_activity_ms_ = 0;
   int64_t timer_deadline_ms_ = 0;  // when timer_ is set to fire
   core::Timer timer_;
+  ConnectionState connection_state_{ConnectionState::State::kHandshaking};
 };
 
 // The handler of a connection refused before its first request (over

@@ -7,20 +7,15 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "ws/frame_encoder.h"
+#include "ws/message_metrics.h"
 
 namespace weir::ws {
 namespace {
 
-core::Counter g_msgs_in("weir_ws_messages_received_total", "WebSocket messages received");
-core::Counter g_msgs_out("weir_ws_messages_sent_total", "WebSocket messages sent");
 core::Counter g_frames_in("weir_ws_frames_received_total",
                           "WebSocket frames received (control frames included)");
 core::Counter g_frames_out("weir_ws_frames_sent_total",
                            "WebSocket frames sent (shared frames count once per recipient)");
-core::Counter g_bytes_in("weir_ws_payload_bytes_received_total",
-                         "WebSocket message payload bytes received (after inflating)");
-core::Counter g_bytes_out("weir_ws_payload_bytes_sent_total",
-                          "WebSocket payload bytes queued for sending");
 core::Counter g_pings("weir_ws_pings_sent_total", "Keepalive pings sent to silent connections");
 core::Counter g_idle("weir_ws_idle_timeouts_total",
                      "Sessions closed for staying silent past --idle-timeout");
@@ -159,8 +154,7 @@ bool WebSocketSession::inflate_piece(std::span<const char> data, bool message_co
 }
 
 void WebSocketSession::deliver(std::string_view payload) {
-  g_msgs_in.inc();
-  g_bytes_in.inc(payload.size());
+  metrics::count_message(metrics::kIn, message_opcode_, payload.size());
   messages_in_++;
   if (!taking_messages_) {
     g_drain_dropped.inc();
@@ -171,19 +165,24 @@ void WebSocketSession::deliver(std::string_view payload) {
 }
 
 void WebSocketSession::on_ping(std::span<const char> payload) {
+  metrics::count_message(metrics::kIn, Opcode::kPing, payload.size());
   if (state_ != State::kOpen) return;
+  metrics::count_message(metrics::kOut, Opcode::kPong, payload.size());
   write_frame(Opcode::kPong, false, std::string_view(payload.data(), payload.size()));
 }
 
-void WebSocketSession::on_pong(std::span<const char>) {}
+void WebSocketSession::on_pong(std::span<const char> payload) {
+  metrics::count_message(metrics::kIn, Opcode::kPong, payload.size());
+}
 
 void WebSocketSession::on_close(bool code_present, uint16_t code, std::string_view reason) {
+  metrics::count_message(metrics::kIn, Opcode::kClose, code_present ? 2 + reason.size() : 0);
   if (state_ == State::kOpen) {
     // Echo the peer's code (RFC 6455 5.5.1); without one, answer with an empty close.
     send_close_frame(code_present ? code : kCloseNoStatus, {});
     notify_close(code_present ? code : kCloseNoStatus, reason, Closer::kPeer);
   }
-  state_ = State::kClosed;
+  set_state(State::kClosed);
   close_timer_.cancel();
   conn_.close();  // the server closes TCP first (RFC 6455 7.1.1)
 }
@@ -192,7 +191,7 @@ void WebSocketSession::on_close(bool code_present, uint16_t code, std::string_vi
 
 SendResult WebSocketSession::send(Opcode opcode, std::string_view payload) {
   if (state_ != State::kOpen) return SendResult::kClosed;
-  g_msgs_out.inc();
+  metrics::count_message(metrics::kOut, opcode, payload.size());
   messages_out_++;
   if (deflate_ && payload.size() >= options_.compress_min_bytes) {
     t_compressed.clear();
@@ -208,17 +207,18 @@ SendResult WebSocketSession::send(Opcode opcode, std::string_view payload) {
 SendResult WebSocketSession::send_frame(const core::SharedBuffer& buffer, size_t offset,
                                         size_t length, uint32_t frames) {
   if (state_ != State::kOpen) return SendResult::kClosed;
-  g_msgs_out.inc(frames);
+  metrics::count_shared_frames_sent(buffer.data() + offset, length, frames);
   messages_out_ += frames;
   g_frames_out.inc(frames);
-  g_bytes_out.inc(length);
   return conn_.write(buffer, offset, length) == net::WriteResult::kAccepted ? SendResult::kQueued
                                                                             : SendResult::kClosed;
 }
 
 SendResult WebSocketSession::ping(std::string_view payload) {
   if (state_ != State::kOpen) return SendResult::kClosed;
-  return write_frame(Opcode::kPing, false, payload.substr(0, kMaxControlPayload));
+  payload = payload.substr(0, kMaxControlPayload);
+  metrics::count_message(metrics::kOut, Opcode::kPing, payload.size());
+  return write_frame(Opcode::kPing, false, payload);
 }
 
 SendResult WebSocketSession::write_frame(Opcode opcode, bool rsv1, std::string_view payload) {
@@ -227,7 +227,6 @@ SendResult WebSocketSession::write_frame(Opcode opcode, bool rsv1, std::string_v
   net::WritePart parts[2] = {net::WritePart::copy({header, header_len}),
                              net::WritePart::copy(payload)};
   g_frames_out.inc();
-  g_bytes_out.inc(payload.size());
   return conn_.write(std::span<const net::WritePart>(parts, 2)) == net::WriteResult::kAccepted
              ? SendResult::kQueued
              : SendResult::kClosed;
@@ -239,12 +238,15 @@ void WebSocketSession::send_close_frame(uint16_t code, std::string_view reason) 
   if (code != kCloseNoStatus) count_close_sent(code);
   char frame[kMaxControlFrameSize];
   size_t len = encode_close_frame(frame, code, reason, nullptr);
+  // An unmasked control frame's header is two bytes.
+  metrics::count_message(metrics::kOut, Opcode::kClose, len - frame_header_size(0, false));
+  g_frames_out.inc();
   conn_.write(std::string_view(frame, len));
 }
 
 void WebSocketSession::close(uint16_t code, std::string_view reason) {
   if (state_ != State::kOpen) return;
-  state_ = State::kClosing;
+  set_state(State::kClosing);
   send_close_frame(code, reason);
   notify_close(code, reason, Closer::kServer);
   conn_.reactor().schedule(close_timer_, options_.close_timeout_ms);
@@ -282,7 +284,7 @@ void WebSocketSession::fail(uint16_t code, std::string_view reason) {
             static_cast<int>(reason.size()), reason.data());
   send_close_frame(code, reason);
   notify_close(code, reason, Closer::kServer);
-  state_ = State::kClosed;
+  set_state(State::kClosed);
   close_timer_.cancel();
   conn_.close();
 }
@@ -301,7 +303,7 @@ void WebSocketSession::notify_close(uint16_t code, std::string_view reason, Clos
 
 void WebSocketSession::on_closed(net::Connection&, net::CloseReason reason,
                                  std::string_view detail) {
-  state_ = State::kClosed;
+  set_state(State::kClosed);
   keepalive_timer_.cancel();
   close_timer_.cancel();
   if (reason == net::CloseReason::kBufferOverrun)
@@ -336,7 +338,7 @@ void WebSocketSession::log_closed(net::CloseReason reason) {
 // TCP FIN without a close frame: the session is over (1006 to the handler), and we finish
 // sending what is queued before closing our side.
 void WebSocketSession::on_peer_closed(net::Connection&) {
-  state_ = State::kClosed;
+  set_state(State::kClosed);
   keepalive_timer_.cancel();
   close_timer_.cancel();
   notify_close(kCloseAbnormal, "peer closed the TCP connection without a close frame",

@@ -30,6 +30,7 @@
 #include "core/buffer.h"
 #include "core/timer_wheel.h"
 #include "net/connection.h"
+#include "ws/connection_state.h"
 #include "ws/deflate_codec.h"
 #include "ws/frame_parser.h"
 
@@ -123,6 +124,11 @@ class WebSocketSession final : public net::ConnectionHandler, private FrameHandl
   void on_pong(std::span<const char> payload) override;
   void on_close(bool code_present, uint16_t code, std::string_view reason) override;
 
+  // Leaves kOpen for good: moves the session to "closing" in weir_connections{state}.
+  void set_state(State state) {
+    state_ = state;
+    connection_state_.set(ConnectionState::State::kClosing);
+  }
   bool inflate_piece(std::span<const char> data, bool message_complete);
   void deliver(std::string_view payload);
   SendResult write_frame(Opcode opcode, bool rsv1, std::string_view payload);
@@ -140,6 +146,7 @@ class WebSocketSession final : public net::ConnectionHandler, private FrameHandl
   std::unique_ptr<WebSocketHandler> handler_;
   std::string subprotocol_;
   State state_ = State::kOpen;
+  ConnectionState connection_state_{ConnectionState::State::kOpen};
   bool close_sent_ = false;
   bool close_notified_ = false;
   Opcode message_opcode_ = Opcode::kText;

@@ -20,9 +20,39 @@ function rate(stats, key, seconds) {
   return delta >= 0 ? Math.round(delta / seconds) : 0;  // a restart resets counters
 }
 
+const kTypes = ["text", "binary", "ping", "pong", "close"];
+
+// The by-type table: one row per WebSocket message type, cells with ids like "msgs-in-text".
+function buildTypeTable() {
+  const tbody = $("by-type");
+  for (const type of kTypes) {
+    const tr = document.createElement("tr");
+    const th = document.createElement("th");
+    th.textContent = type;
+    tr.append(th);
+    for (const id of ["msgs-in-", "msgs-out-", "bytes-in-", "bytes-out-"]) {
+      const td = document.createElement("td");
+      td.id = id + type;
+      td.textContent = "–";
+      tr.append(td);
+    }
+    tbody.append(tr);
+  }
+}
+
 function render(stats, seconds) {
   show("connections", stats.connections_open);
   show("ws-sessions", stats.ws_sessions_open);
+  show("conn-handshaking", stats.connections_handshaking);
+  show("conn-open", stats.connections_websocket_open);
+  show("conn-closing", stats.connections_closing);
+  show("conn-above-high", stats.connections_above_high_watermark);
+  for (const type of kTypes) {
+    for (const dir of ["in", "out"]) {
+      show(`msgs-${dir}-${type}`, stats[`ws_messages_${dir}_${type}_total`]);
+      show(`bytes-${dir}-${type}`, stats[`ws_payload_bytes_${dir}_${type}_total`]);
+    }
+  }
   show("total-in", stats.ws_messages_received_total);
   show("total-out", stats.ws_messages_sent_total);
   const rateIn = rate(stats, "ws_messages_received_total", seconds);
@@ -130,5 +160,6 @@ async function poll() {
   }
 }
 
+buildTypeTable();
 poll();
 setInterval(poll, 1000);

@@ -20,6 +20,9 @@ little traffic (a WebSocket echo, a rooms join and message, a refused handshake,
   non-decreasing, _count equal to the +Inf bucket, one _sum and one _count;
 - no series (name and label set) appears twice.
 
+A second server gets a known load (WebSocket sessions sending text, binary and pings, then
+closing) and the by-state and by-type series must read exactly that.
+
 Prints one line per check; exits 1 on any failure.
 """
 import asyncio
@@ -322,13 +325,100 @@ async def test_metrics_follow_the_text_format(build):
         families = re.findall(r"^# TYPE (\S+) ", body, re.M)
         for needed in ("weir_connections_accepted_total", "weir_ws_handshakes_total",
                        "weir_limit_refusals_total", "weir_accept_rate_limited_total",
-                       "weir_room_messages_total"):
+                       "weir_room_messages_total", "weir_connections",
+                       "weir_connections_above_high_watermark", "weir_ws_messages_total",
+                       "weir_ws_payload_bytes_total"):
             c.check(needed in families, f"{needed} is exposed")
         c.check(len(families) >= 40, f"{len(families)} families")
         assert c.failed == 0, f"{c.failed} checks failed"
 
 
+def scrape(weir):
+    """{sample with its labels, as rendered: value} from one /metrics."""
+    body = weir.http("GET", "/metrics")[2]
+    problems = check_exposition(body)
+    assert not problems, f"/metrics is not valid: {problems[:5]}"
+    return {m.group(1): parse_value(m.group(2))
+            for m in re.finditer(r"^([^#\s]\S*) (\S+)$", body, re.M)}
+
+
+def by_type(family, direction, kind):
+    return f'{family}{{direction="{direction}",type="{kind}"}}'
+
+
+async def settle(weir, sample, want, timeout=5):
+    """Polls /metrics until `sample` reads `want`; returns the last value read."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = scrape(weir).get(sample)
+        if value == want or asyncio.get_running_loop().time() > deadline:
+            return value
+        await asyncio.sleep(0.05)
+
+
+# N WebSocket sessions send K text and M binary messages and a ping each, then close: every
+# by-type series and the connection states read exactly what was done (a fresh server).
+async def test_series_by_state_and_type_count_real_traffic(build):
+    sessions, k_text, m_binary = 3, 4, 2
+    text, binary, ping = "hello", b"\x00\x01\xff", b"p1"
+    with Weir(build, "--threads", "2") as weir:
+        c = Checks("by state and type")
+        clients = [await websockets.connect(weir.url("/echo"), ping_interval=None)
+                   for _ in range(sessions)]
+        opened = await settle(weir, 'weir_connections{state="open"}', sessions)
+        c.check(opened == sessions, f'weir_connections{{state="open"}} is {sessions} ({opened})')
+        for ws in clients:
+            for _ in range(k_text):
+                await ws.send(text)
+                assert await asyncio.wait_for(ws.recv(), 3) == text
+            for _ in range(m_binary):
+                await ws.send(binary)
+                assert await asyncio.wait_for(ws.recv(), 3) == binary
+            await asyncio.wait_for(await ws.ping(ping), 3)
+        got = scrape(weir)
+        want = {}
+        for direction in ("in", "out"):
+            want[by_type("weir_ws_messages_total", direction, "text")] = sessions * k_text
+            want[by_type("weir_ws_messages_total", direction, "binary")] = sessions * m_binary
+            want[by_type("weir_ws_payload_bytes_total", direction, "text")] = \
+                sessions * k_text * len(text)
+            want[by_type("weir_ws_payload_bytes_total", direction, "binary")] = \
+                sessions * m_binary * len(binary)
+            want[by_type("weir_ws_messages_total", direction, "close")] = 0
+        want[by_type("weir_ws_messages_total", "in", "ping")] = sessions
+        want[by_type("weir_ws_payload_bytes_total", "in", "ping")] = sessions * len(ping)
+        want[by_type("weir_ws_messages_total", "out", "pong")] = sessions
+        want[by_type("weir_ws_payload_bytes_total", "out", "pong")] = sessions * len(ping)
+        want[by_type("weir_ws_messages_total", "out", "ping")] = 0
+        want[by_type("weir_ws_messages_total", "in", "pong")] = 0
+        want["weir_ws_messages_received_total"] = sessions * (k_text + m_binary)
+        want["weir_ws_messages_sent_total"] = sessions * (k_text + m_binary)
+        want["weir_ws_payload_bytes_received_total"] = \
+            sessions * (k_text * len(text) + m_binary * len(binary))
+        want["weir_ws_payload_bytes_sent_total"] = want["weir_ws_payload_bytes_received_total"]
+        want['weir_connections{state="open"}'] = sessions
+        want["weir_connections_above_high_watermark"] = 0
+        for sample, value in want.items():
+            c.check(got.get(sample) == value, f"{sample} is {value} ({got.get(sample)})")
+        handshaking = got.get('weir_connections{state="handshaking"}')
+        c.check(handshaking is not None and handshaking >= 1,
+                f"the scrape's own connection is handshaking ({handshaking})")
+        for ws in clients:
+            await ws.close()  # code 1000, no reason: 2 payload bytes each way
+        for state in ("open", "closing"):
+            value = await settle(weir, f'weir_connections{{state="{state}"}}', 0)
+            c.check(value == 0, f'weir_connections{{state="{state}"}} returns to 0 ({value})')
+        got = scrape(weir)
+        for direction in ("in", "out"):
+            for family, value in (("weir_ws_messages_total", sessions),
+                                  ("weir_ws_payload_bytes_total", 2 * sessions)):
+                sample = by_type(family, direction, "close")
+                c.check(got.get(sample) == value, f"{sample} is {value} ({got.get(sample)})")
+        assert c.failed == 0, f"{c.failed} checks failed"
+
+
 if __name__ == "__main__":
     build = build_dir(__doc__)
-    tests = [test_the_checker_catches_violations, test_metrics_follow_the_text_format]
+    tests = [test_the_checker_catches_violations, test_metrics_follow_the_text_format,
+             test_series_by_state_and_type_count_real_traffic]
     sys.exit(finish(len(tests), run_tests(tests, build)))

@@ -301,7 +301,11 @@ def check_http(weir):
     check(status == 200 and headers.get("Content-Type") == "application/json",
           f"/api/stats is JSON: {status} {headers}")
     for key in ("connections_open", "ws_messages_received_total", "rooms",
-                "slow_consumer_disconnect_total", "high_watermark_crossings_total", "store_up"):
+                "slow_consumer_disconnect_total", "high_watermark_crossings_total", "store_up",
+                "connections_handshaking", "connections_websocket_open", "connections_closing",
+                "connections_above_high_watermark", "ws_messages_in_text_total",
+                "ws_messages_out_close_total", "ws_payload_bytes_in_text_total",
+                "ws_payload_bytes_out_binary_total"):
         check(isinstance(stats.get(key), int), f"/api/stats has {key}: {stats}")
 
 
@@ -337,7 +341,9 @@ async def test_two_pages_chat_and_the_dashboard_moves(build, chromium):
     try:
         dash = await Page.open(devtools, base + "/dashboard")
         await dash.wait("Number(document.body.dataset.samples) >= 2", what="dashboard samples")
-        before = {k: await dash.number(k) for k in ("total-in", "total-out", "ws-sessions")}
+        watched = ("total-in", "total-out", "ws-sessions", "conn-open", "msgs-in-text",
+                   "msgs-out-text", "bytes-in-text")
+        before = {k: await dash.number(k) for k in watched}
         check(await dash.number("rooms") == 0, "no rooms before the pages join")
         check("single node" in await dash.text("cluster-summary"),
               "the dashboard says single node without --gossip")
@@ -377,9 +383,18 @@ async def test_two_pages_chat_and_the_dashboard_moves(build, chromium):
         await dash.wait(f"{number.format('total-in')} >= {before['total-in'] + 14} && "
                         f"{number.format('total-out')} >= {before['total-out'] + 28}",
                         what="the dashboard's message totals to catch up", timeout=5)
-        after = {k: await dash.number(k) for k in ("total-in", "total-out", "ws-sessions")}
+        await dash.wait(f"{number.format('msgs-in-text')} >= {before['msgs-in-text'] + 14}",
+                        what="the dashboard's by-type table to catch up", timeout=5)
+        after = {k: await dash.number(k) for k in watched}
         note(f"dashboard before {before}, after {after}, peak messages in/s {peak_in}")
         check(after["ws-sessions"] >= before["ws-sessions"] + 2, f"sessions rose: {after}")
+        check(after["conn-open"] >= before["conn-open"] + 2,
+              f"WebSocket-open connections rose by the two chat pages: {after}")
+        check(after["msgs-in-text"] >= before["msgs-in-text"] + 14,
+              f"text messages in rose by 14: {after}")
+        check(after["msgs-out-text"] >= before["msgs-out-text"] + 28,
+              f"text messages out rose by 28: {after}")
+        check(after["bytes-in-text"] > before["bytes-in-text"], f"text bytes in rose: {after}")
         check(after["total-in"] >= before["total-in"] + 14, f"messages in rose by 14: {after}")
         check(after["total-out"] >= before["total-out"] + 28, f"messages out rose by 28: {after}")
         check(peak_in > 0, "messages in /s went above 0 during the burst")
