@@ -17,11 +17,30 @@ core::Gauge g_view_nodes("weir_cluster_view_nodes",
 
 }  // namespace
 
-RoomBridge::RoomBridge(RoomService& service, PeerLinks& links)
-    : service_(service), links_(links), view_(std::make_shared<ClusterView>()) {
+RoomBridge::RoomBridge(core::Reactor& reactor, RoomService& service, PeerLinks& links)
+    : service_(service),
+      links_(links),
+      view_(std::make_shared<ClusterView>()),
+      reactor_(reactor),
+      report_timer_([this] { report(); }),
+      rooms_owned_(std::make_shared<RoomsOwned>(service)) {
   links_.set_frame_callback([this](const std::string& node, uint8_t type,
                                    std::string_view payload) { on_frame(node, type, payload); });
   links_.set_link_callback([this](const std::string& node, bool up) { on_link(node, up); });
+  reactor_.schedule(report_timer_, kReportMs);
+}
+
+void RoomBridge::report() {
+  std::string payload = encode_rooms_owned(static_cast<uint64_t>(service_.rooms_ordered()));
+  for (const std::string& node : links_.up_nodes()) links_.send(node, kWireRoomsOwned, payload);
+  reactor_.schedule(report_timer_, kReportMs);
+}
+
+std::map<std::string, uint64_t> RoomBridge::RoomsOwned::snapshot() const {
+  std::lock_guard lock(mutex_);
+  std::map<std::string, uint64_t> owned = reported_;
+  if (!self_.empty()) owned[self_] = static_cast<uint64_t>(service_.rooms_ordered());
+  return owned;
 }
 
 void RoomBridge::update(const std::string& self, const std::vector<MemberInfo>& members) {
@@ -48,6 +67,12 @@ void RoomBridge::update(const std::string& self, const std::vector<MemberInfo>& 
     view->nodes.push_back(self);
   std::sort(view->nodes.begin(), view->nodes.end());
   links_.set_peers(peers);
+  {  // a member that is gone owns nothing; it reports again when it is back
+    std::lock_guard lock(rooms_owned_->mutex_);
+    rooms_owned_->self_ = self;
+    std::erase_if(rooms_owned_->reported_,
+                  [&view](const auto& entry) { return !view->contains(entry.first); });
+  }
   if (view->nodes == view_->nodes && view_->self == self && !fence) return;  // incarnations
   if (fence) log_info("cluster: a member came back from dead: rooms this node orders are fenced");
   view->version = view_->version + 1;
@@ -77,6 +102,14 @@ void RoomBridge::on_link(const std::string& node, bool up) {
 }
 
 void RoomBridge::on_frame(const std::string& node, uint8_t type, std::string_view payload) {
+  if (type == kWireRoomsOwned) {
+    uint64_t count = 0;
+    if (decode_rooms_owned(payload, &count)) {
+      std::lock_guard lock(rooms_owned_->mutex_);
+      if (view_->contains(node)) rooms_owned_->reported_[node] = count;
+      return;
+    }
+  }
   RoomWireMessage wire;
   if (!decode_room_wire(type, payload, &wire)) {
     if (malformed_++ % 1000 == 0)

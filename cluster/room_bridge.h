@@ -9,11 +9,13 @@
 // way, so a thread sees them in order with the frames around them.
 //
 // Thread-safety: a RoomBridge lives on reactor 0 with the membership and the links; every
-// method runs there.
+// method runs there, except rooms_owned().
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,7 +28,7 @@ namespace weir::cluster {
 
 class RoomBridge {
  public:
-  RoomBridge(RoomService& service, PeerLinks& links);
+  RoomBridge(core::Reactor& reactor, RoomService& service, PeerLinks& links);
   RoomBridge(const RoomBridge&) = delete;
   RoomBridge& operator=(const RoomBridge&) = delete;
 
@@ -37,7 +39,26 @@ class RoomBridge {
   // every room this node orders is fenced (see update()).
   void fence();
 
+  // Rooms each member orders: this node's own count now, the others' as they last reported it
+  // (every kReportMs over the link; absent until a first report). Shared, so a reader on
+  // another thread may outlive the bridge.
+  class RoomsOwned {
+   public:
+    explicit RoomsOwned(const RoomService& service) : service_(service) {}
+    std::map<std::string, uint64_t> snapshot() const;  // any thread
+
+   private:
+    friend class RoomBridge;
+    const RoomService& service_;
+    mutable std::mutex mutex_;
+    std::map<std::string, uint64_t> reported_;  // node -> rooms it orders, as it said
+    std::string self_;
+  };
+  std::shared_ptr<const RoomsOwned> rooms_owned() const { return rooms_owned_; }
+  static constexpr int64_t kReportMs = 1000;
+
  private:
+  void report();
   void on_frame(const std::string& node, uint8_t type, std::string_view payload);
   void on_link(const std::string& node, bool up);
 
@@ -47,6 +68,9 @@ class RoomBridge {
   std::map<std::string, MemberState> states_;  // as last seen, to notice returns from dead
   uint64_t malformed_ = 0;                     // frames dropped, for the log's rate limit
   size_t view_nodes_counted_ = 0;              // this bridge's share of the gauge
+  core::Reactor& reactor_;
+  core::Timer report_timer_;
+  std::shared_ptr<RoomsOwned> rooms_owned_;
 };
 
 }  // namespace weir::cluster

@@ -54,12 +54,16 @@ class RoomService {
   const RoomsConfig& config() const { return config_; }
   // A process-unique epoch for a new room incarnation (fits a JSON number exactly).
   uint64_t new_epoch();
+  // Rooms this node orders (in a cluster: owns; mirrors are not counted). Any thread.
+  int64_t rooms_ordered() const { return rooms_ordered_.load(std::memory_order_relaxed); }
+  void count_ordered(int64_t delta) { rooms_ordered_.fetch_add(delta, std::memory_order_relaxed); }
 
  private:
   RoomsConfig config_;
   std::vector<std::unique_ptr<RoomShard>> shards_;
   std::latch ready_;
   std::atomic<uint64_t> epoch_counter_{0};
+  std::atomic<int64_t> rooms_ordered_{0};
   store::Store* store_ = nullptr;
   NodeSender node_sender_;
   SessionTokens tokens_{std::string()};

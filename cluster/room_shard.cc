@@ -165,6 +165,7 @@ RoomShard::Room& RoomShard::create_room(const std::string& id) {
     room.loading = true;
     Room& mirror = owned_.emplace(id, std::move(room)).first->second;
     g_rooms.inc();
+    recount(mirror);
     register_interest(mirror);
     return mirror;
   }
@@ -181,6 +182,7 @@ RoomShard::Room& RoomShard::create_room(const std::string& id) {
   if (!room.loading && room.epoch == 0) room.epoch = service_.new_epoch();
   Room& created = owned_.emplace(id, std::move(room)).first->second;
   g_rooms.inc();
+  recount(created);
   if (created.loading && known) {
     load_recent_ids(created);
   } else if (created.loading) {
@@ -199,12 +201,15 @@ void RoomShard::room_loaded(const std::string& id, uint64_t incarnation, store::
   Room& room = it->second;
   if (mirrors(room)) return;  // it moved to another node meanwhile: that node answers now
   uint64_t epoch = 0, offset = 0;
-  if (status == store::Status::kOk && state.epoch != 0) {
+  // A state behind the fence's floor (see fence()) is not the room's latest: start above it.
+  bool current = state.epoch > room.floor_epoch ||
+                 (state.epoch == room.floor_epoch && state.last_offset >= room.floor_offset);
+  if (status == store::Status::kOk && state.epoch != 0 && current) {
     epoch = state.epoch;
     offset = state.last_offset;
   } else {
-    epoch = service_.new_epoch();
-    if (status != store::Status::kNotFound)  // members will see recovered: false on resume
+    epoch = epoch_after(room.floor_epoch);
+    if (status != store::Status::kOk && status != store::Status::kNotFound)
       log_warn("room %s: store unavailable (%s), starting a new epoch", id.c_str(),
                store::to_string(status));
   }
@@ -316,8 +321,16 @@ void RoomShard::remember_closed(const Room& room) {
 }
 
 void RoomShard::erase_room(RoomMap::iterator it) {
+  if (it->second.counted_ordering) service_.count_ordered(-1);
   owned_.erase(it);
   g_rooms.dec();
+}
+
+void RoomShard::recount(Room& room) {
+  bool ordering = !mirrors(room);
+  if (ordering == room.counted_ordering) return;
+  room.counted_ordering = ordering;
+  service_.count_ordered(ordering ? 1 : -1);
 }
 
 RoomShard::PublishOrigin RoomShard::origin_of(const ShardMessage& m) {
@@ -432,17 +445,30 @@ void RoomShard::on_committed(store::Status status) {
   if (committing_.empty()) return;
   std::vector<Committing> batch = std::move(committing_.front());
   committing_.pop_front();
+  std::vector<std::string> conflicted;
   for (Committing& c : batch) {
     auto found = owned_.find(c.room_id);
     Room* r = found != owned_.end() && found->second.incarnation == c.incarnation ? &found->second
                                                                                   : nullptr;
-    if (status != store::Status::kOk) {  // never delivered: the offset stays unused
-      if (r && c.dedupe) r->seen.erase(c.origin.message_id);
-      answer_publish(c.origin, 507, 0, c.epoch);
+    // A fenced room (loading again) delivers nothing it ordered before the fence: the reload
+    // tells its members what the store holds, this message included if it was stored.
+    bool fenced = r && r->loading;
+    if (status != store::Status::kOk || fenced) {  // never delivered: the offset stays unused
+      if (r && c.dedupe) r->seen.erase(c.origin.message_id);  // the reload reads stored ids
+      bool moved = status == store::Status::kConflict || (status == store::Status::kOk && fenced);
+      answer_publish(c.origin, moved ? 503 : 507, 0, c.epoch);
+      if (status == store::Status::kConflict && r && !r->loading && !mirrors(*r))
+        conflicted.push_back(c.room_id);
       continue;
     }
     if (r) deliver_published(*r, c.frame, &c.origin);
     answer_publish(c.origin, 200, c.frame.room_offset, c.epoch);
+  }
+  // A batch fails as a whole: each of its rooms reloads, and those nobody else wrote to just
+  // continue where they were.
+  for (const std::string& id : conflicted) {
+    auto it = owned_.find(id);
+    if (it != owned_.end() && !it->second.loading) fence(it->second, 0, 0, "store_conflict");
   }
 }
 

@@ -155,6 +155,10 @@ class RoomShard : public core::IterationHook {
     std::string owner_node;
     std::vector<std::string> nodes;
     bool registered = false;
+    // Set by a fence (see fence()): the furthest position anyone is known to have delivered.
+    // A stored state behind it is stale, and a new epoch starts above floor_epoch.
+    uint64_t floor_epoch = 0, floor_offset = 0;
+    bool counted_ordering = false;  // in RoomService::rooms_ordered (see recount())
   };
 
   void send(int thread, ShardMessage&& message);
@@ -213,6 +217,7 @@ class RoomShard : public core::IterationHook {
   int owner_of(std::string_view room_id) const;
   // ---- cluster (room_shard_cluster.cc) ----
   bool mirrors(const Room& room) const { return !room.owner_node.empty(); }
+  void recount(Room& room);  // after the room started or stopped ordering
   const std::string* owner_node_of(std::string_view room_id) const;  // null: this node
   void send_to_node(const std::string& node, const RoomWireMessage& wire,
                     const Frame* envelope = nullptr);
@@ -230,6 +235,11 @@ class RoomShard : public core::IterationHook {
   void retry_registrations();
   void become_mirror(const std::string& id, const std::string& owner);
   void become_owner(Room& room);
+  // This node orders `room` but another node ordered it too meanwhile (a pause or partition
+  // outlived failure detection): continue from the store (sync) or in a new epoch beyond
+  // the furthest position known, (epoch, offset) or the room's own, and tell the members.
+  void fence(Room& room, uint64_t epoch, uint64_t offset, const char* why);
+  uint64_t epoch_after(uint64_t floor);  // a new epoch, above `floor`
   void continue_room(Room& room, uint64_t epoch, uint64_t offset);
   void on_rekey(ShardMessage& m);
   void fail_forwarded(const std::string& node, bool moved_only);

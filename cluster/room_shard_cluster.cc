@@ -31,6 +31,13 @@ core::Counter g_gaps("weir_cluster_room_discontinuities_total",
                      "Mirrored rooms whose owner's offsets or epoch jumped, announced to members");
 core::Counter g_moves("weir_cluster_room_moves_total",
                       "Rooms whose owner node changed while this node had members in them");
+constexpr char kFencesHelp[] =
+    "Rooms this node ordered while another node ordered them too, by what revealed it";
+core::Counter g_fences_interest("weir_cluster_room_fences_total", kFencesHelp,
+                                "reason=\"interest\"");
+core::Counter g_fences_store("weir_cluster_room_fences_total", kFencesHelp,
+                             "reason=\"store_conflict\"");
+core::Counter g_fences_view("weir_cluster_room_fences_total", kFencesHelp, "reason=\"view\"");
 
 constexpr int64_t kRegistrationRetryMs = 250;
 
@@ -158,6 +165,16 @@ void RoomShard::node_interest(ShardMessage& m) {
   Room* found = room_for(m);
   if (!found) return;
   Room& room = *found;
+  // The node saw a position this room never reached here: someone else ordered it while we
+  // could not be heard (paused, partitioned). Epochs grow with every new owner (epoch_after),
+  // so a later epoch, or more of ours, means our ordering is stale.
+  if (m.epoch > room.epoch || (m.epoch == room.epoch && m.offset > room.delivered)) {
+    fence(room, m.epoch, m.offset, "interest");
+    if (room.loading) {
+      room.waiting.push_back(std::move(m));  // answered from the reloaded state
+      return;
+    }
+  }
   if (std::find(room.nodes.begin(), room.nodes.end(), m.node) == room.nodes.end())
     room.nodes.push_back(m.node);
   ack.epoch = room.epoch;
@@ -196,6 +213,10 @@ void RoomShard::register_interest(Room& room) {
   RoomWireMessage wire;
   wire.type = RoomWireType::kInterest;
   wire.room = room.id;
+  if (!room.loading) {  // a new mirror knows nothing yet; an old one tells where it is
+    wire.epoch = room.epoch;
+    wire.offset = room.delivered;
+  }
   send_to_node(room.owner_node, wire);
 }
 
@@ -354,7 +375,7 @@ void RoomShard::on_view(ShardMessage& m) {
       room.nodes.erase(std::remove_if(room.nodes.begin(), room.nodes.end(), gone),
                        room.nodes.end());
       if (close_if_unused(id)) continue;
-      if (m.status == 1 && !room.loading) become_owner(room);  // fenced: see RoomBridge::update
+      if (m.status == 1) fence(room, 0, 0, "view");  // see RoomBridge::update
     } else if (!owner) {
       become_owner(room);
     } else if (*owner != room.owner_node) {
@@ -372,6 +393,7 @@ void RoomShard::become_mirror(const std::string& id, const std::string& owner) {
   room.rate_waiting.clear();
   room.nodes.clear();
   room.owner_node = owner;
+  recount(room);
   if (room.members == 0 && !room.loading) {
     erase_room(owned_.find(id));
     return;
@@ -379,24 +401,55 @@ void RoomShard::become_mirror(const std::string& id, const std::string& owner) {
   register_interest(room);  // a loading room keeps waiting: now for the owner's answer
 }
 
-// Under sync durability with a store, everything delivered was committed first, so the stored
-// offsets continue the room exactly; otherwise the last messages may be missing from the store
-// and the room starts a new epoch (members hear resumed{recovered:false}).
+// A room this node mirrored until now: it orders it from here on.
 void RoomShard::become_owner(Room& room) {
   g_moves.inc();
   room.owner_node.clear();
   room.registered = false;
+  recount(room);
+  bool waited = room.loading;  // for the old owner's answer, which will not come now
+  room.loading = false;
+  fence(room, 0, 0, nullptr);
+  if (waited && !room.loading) finish_loading(room);
+}
+
+// Under sync durability with a store, everything delivered was committed first, so the stored
+// offsets continue the room exactly (room_loaded); otherwise the last messages may be missing
+// from the store and the room starts a new epoch (members hear resumed{recovered:false}).
+// Either way the room's epoch never goes back below `floor` (what another node ordered).
+void RoomShard::fence(Room& room, uint64_t epoch, uint64_t offset, const char* why) {
+  if (why) {
+    if (std::strcmp(why, "interest") == 0) g_fences_interest.inc();
+    if (std::strcmp(why, "store_conflict") == 0) g_fences_store.inc();
+    if (std::strcmp(why, "view") == 0) g_fences_view.inc();
+    log_warn("room %s: fenced (%s) at epoch %llu offset %llu: another node ordered it too",
+             room.id.c_str(), why, static_cast<unsigned long long>(room.epoch),
+             static_cast<unsigned long long>(room.delivered));
+  }
+  auto raise_floor = [&room](uint64_t e, uint64_t o) {
+    if (e > room.floor_epoch || (e == room.floor_epoch && o > room.floor_offset)) {
+      room.floor_epoch = e;
+      room.floor_offset = o;
+    }
+  };
+  raise_floor(room.epoch, room.delivered);
+  raise_floor(epoch, offset);
+  if (room.loading) return;  // a load is under way: it honours the floor
   store::Store* store = service_.store();
   if (store && service_.config().durability == Durability::kSync) {
     room.loading = true;
+    submit_appends();  // this iteration's appends complete before the state is read
     store->room_state(room.id, [this, id = room.id, incarnation = room.incarnation](
                                    store::Status status, store::RoomState state) {
       room_loaded(id, incarnation, status, state);
     });
     return;
   }
-  continue_room(room, service_.new_epoch(), 0);
-  if (room.loading) finish_loading(room);
+  continue_room(room, epoch_after(room.floor_epoch), 0);
+}
+
+uint64_t RoomShard::epoch_after(uint64_t floor) {
+  return std::max(service_.new_epoch(), floor + 1);
 }
 
 void RoomShard::on_link(ShardMessage& m) {

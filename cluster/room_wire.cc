@@ -59,6 +59,17 @@ class Reader {
 
 }  // namespace
 
+std::string encode_rooms_owned(uint64_t count) {
+  std::string out;
+  put_be(&out, count, 8);
+  return out;
+}
+
+bool decode_rooms_owned(std::string_view payload, uint64_t* count) {
+  Reader r(payload);
+  return r.be(count, 8) && r.done();
+}
+
 bool is_room_wire_type(uint8_t type) {
   return type >= static_cast<uint8_t>(RoomWireType::kInterest) &&
          type <= static_cast<uint8_t>(RoomWireType::kDeliver);
@@ -67,7 +78,10 @@ bool is_room_wire_type(uint8_t type) {
 void encode_room_wire(std::string* out, const RoomWireMessage& m) {
   put_str(out, m.room);
   switch (m.type) {
-    case RoomWireType::kInterest:
+    case RoomWireType::kInterest:  // the sender's last position in the room: the owner's fence
+      put_be(out, m.epoch, 8);
+      put_be(out, m.offset, 8);
+      return;
     case RoomWireType::kUninterest:
       return;
     case RoomWireType::kInterestAck:
@@ -110,6 +124,8 @@ bool decode_room_wire(uint8_t type, std::string_view payload, RoomWireMessage* m
   uint8_t b = 0;
   switch (m->type) {
     case RoomWireType::kInterest:
+      if (!r.be(&m->epoch, 8) || !r.be(&m->offset, 8)) return false;
+      break;
     case RoomWireType::kUninterest:
       break;
     case RoomWireType::kInterestAck:

@@ -2,7 +2,9 @@
 // (cluster/peer_link.h: [u32 length][u8 type][payload]). Binary, big-endian, every length
 // checked before it is read; decoding gives views into the frame.
 //
-//   kInterest      room                            a node has members: register with the owner
+//   kInterest      room, u64 epoch, u64 offset     a node has members: register with the owner;
+//                                                  epoch/offset: the last it delivered (0: none),
+//                                                  so an owner that fell behind fences itself
 //   kInterestAck   room, u64 epoch, u64 offset,    the owner's answer: the room's epoch and
 //                  u8 status                       delivered offset (status kNotOwner: ask again)
 //   kUninterest    room                            the node's last member left
@@ -33,6 +35,12 @@ enum class RoomWireType : uint8_t {
   kPublishResult = 20,
   kDeliver = 21,
 };
+
+// Not a room's frame: every second each node tells the nodes it links to how many rooms it
+// orders (u64), for GET /cluster. Payload: u64 count.
+inline constexpr uint8_t kWireRoomsOwned = 22;
+std::string encode_rooms_owned(uint64_t count);
+bool decode_rooms_owned(std::string_view payload, uint64_t* count);
 
 inline constexpr uint8_t kWireClientMessageId = 1;  // kPublish flags
 inline constexpr uint8_t kWireWantsResult = 2;      // ... answer even on success (HTTP API)

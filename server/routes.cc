@@ -19,28 +19,16 @@ ws::WebSocketEndpoint* Routes::websocket_endpoint(std::string_view path) {
 
 void Routes::set_cluster_view(const std::string& node_id,
                               const std::vector<cluster::MemberInfo>& members) {
-  std::string json = "{\"node_id\":";
-  ws::append_json_string(&json, node_id);
-  json += ",\"members\":[";
   size_t alive = 0;
-  for (const cluster::MemberInfo& m : members) {
-    if (&m != &members.front()) json += ',';
-    json += "{\"node_id\":";
-    ws::append_json_string(&json, m.node_id);
-    json += ",\"address\":";
-    ws::append_json_string(&json, m.address.to_string());
-    json += ",\"state\":";
-    ws::append_json_string(&json, cluster::member_state_name(m.state));
-    json += ",\"incarnation\":" + std::to_string(m.incarnation) + "}";
-    alive += m.state == cluster::MemberState::kAlive;
-  }
-  json += "]}\n";
+  for (const cluster::MemberInfo& m : members) alive += m.state == cluster::MemberState::kAlive;
   std::lock_guard lock(cluster_mutex_);
-  cluster_json_ = std::move(json);
+  cluster_node_id_ = node_id;
+  cluster_members_ = members;
   cluster_alive_ = alive;
   cluster_size_ = members.size();
 }
 
+// Rendered per request: the rooms counts change without the membership changing.
 void Routes::handle_cluster(ws::HttpReply& reply) {
   if (!cluster_enabled_) {
     std::string body;
@@ -48,16 +36,39 @@ void Routes::handle_cluster(ws::HttpReply& reply) {
                      "this node runs without a cluster (start it with --gossip)", "api");
     return reply.respond(404, "application/json", body + "\n");
   }
-  std::string body;
+  RoomsOwned source;
   {
     std::lock_guard lock(cluster_mutex_);
-    body = cluster_json_;
+    source = rooms_owned_;
   }
-  if (body.empty()) {  // the membership is starting (the listeners open before it)
-    ws::encode_error(&body, "cluster_starting", "the cluster membership is starting", "api");
-    return reply.respond(503, "application/json", body + "\n");
+  std::map<std::string, uint64_t> owned;
+  if (source) owned = source();
+  std::string json;
+  {
+    std::lock_guard lock(cluster_mutex_);
+    if (cluster_node_id_.empty()) {  // the membership is starting (the listeners open before it)
+      ws::encode_error(&json, "cluster_starting", "the cluster membership is starting", "api");
+      return reply.respond(503, "application/json", json + "\n");
+    }
+    json = "{\"node_id\":";
+    ws::append_json_string(&json, cluster_node_id_);
+    json += ",\"members\":[";
+    for (const cluster::MemberInfo& m : cluster_members_) {
+      if (&m != &cluster_members_.front()) json += ',';
+      json += "{\"node_id\":";
+      ws::append_json_string(&json, m.node_id);
+      json += ",\"address\":";
+      ws::append_json_string(&json, m.address.to_string());
+      json += ",\"state\":";
+      ws::append_json_string(&json, cluster::member_state_name(m.state));
+      json += ",\"incarnation\":" + std::to_string(m.incarnation);
+      auto it = owned.find(m.node_id);  // null: not reported (yet), or the member is down
+      json += ",\"rooms_owned\":" + (it == owned.end() ? "null" : std::to_string(it->second));
+      json += '}';
+    }
   }
-  reply.respond(200, "application/json", body);
+  json += "]}\n";
+  reply.respond(200, "application/json", json);
 }
 
 std::string Routes::cluster_summary() {

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <atomic>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -47,6 +48,13 @@ class Routes : public ws::HttpRoutes {
   // cluster that /cluster and /readyz show from now on.
   void set_cluster_view(const std::string& node_id,
                         const std::vector<cluster::MemberInfo>& members);
+  // Any thread: where /cluster reads how many rooms each member orders (called on the
+  // request's thread; must be thread-safe). Without it, rooms_owned is null.
+  using RoomsOwned = std::function<std::map<std::string, uint64_t>()>;
+  void set_rooms_owned_source(RoomsOwned source) {
+    std::lock_guard lock(cluster_mutex_);
+    rooms_owned_ = std::move(source);
+  }
 
   void handle(const ws::HttpRequest& request, ws::HttpReply& reply) override;
   ws::WebSocketEndpoint* websocket_endpoint(std::string_view path) override;
@@ -65,7 +73,9 @@ class Routes : public ws::HttpRoutes {
 
   bool cluster_enabled_ = false;
   std::mutex cluster_mutex_;
-  std::string cluster_json_;  // the /cluster body, rendered by set_cluster_view
+  std::string cluster_node_id_;
+  std::vector<cluster::MemberInfo> cluster_members_;  // as set_cluster_view saw them
+  RoomsOwned rooms_owned_;
   size_t cluster_alive_ = 0;
   size_t cluster_size_ = 0;
 };

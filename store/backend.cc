@@ -21,6 +21,8 @@ const char* to_string(Status status) {
       return "unavailable";
     case Status::kError:
       return "error";
+    case Status::kConflict:
+      return "conflict";
   }
   return "unknown";
 }

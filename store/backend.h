@@ -24,6 +24,9 @@ enum class Status : uint8_t {
   kNotFound,     // no such session / room
   kUnavailable,  // the backend's server is down or the circuit is open: try again later
   kError,        // anything else; `Backend::last_error()` says what
+  // An append found another message at its offset, or newer offsets in its epoch: another
+  // node orders the room too (a pause or partition), so this one must fence (redis only).
+  kConflict,
 };
 
 const char* to_string(Status status);
@@ -112,13 +115,14 @@ class Backend {
   // ---- idempotency ----
   // Records `message_id` for the room with `offset` unless it was seen within `window_ms`
   // before `now_ms` (then: duplicate, with the original offset). SET NX with an expiry.
-  virtual Status remember_message_id(std::string_view room_id, std::string_view message_id, uint64_t offset,
-                                     int64_t window_ms, int64_t now_ms, IdempotencyResult* out) = 0;
+  virtual Status remember_message_id(std::string_view room_id, std::string_view message_id,
+                                     uint64_t offset, int64_t window_ms, int64_t now_ms,
+                                     IdempotencyResult* out) = 0;
 
   // ---- rate limits ----
   // GCRA over `key`: takes `cost` if the limit allows it at `now_ms`.
-  virtual Status rate_take(std::string_view key, const RateLimit& limit, double cost, int64_t now_ms,
-                           RateDecision* out) = 0;
+  virtual Status rate_take(std::string_view key, const RateLimit& limit, double cost,
+                           int64_t now_ms, RateDecision* out) = 0;
 
   // ---- retention and GC ----
   // Trims history by count and age, and drops expired sessions and idempotency keys.

@@ -231,7 +231,8 @@ Status RedisBackend::run(std::vector<RedisCommand> commands, std::vector<RedisRe
   return check(*replies);
 }
 
-// kError when a reply (or an element of an EXEC reply) is a Redis error.
+// kError when a reply (or an element of an EXEC reply) is a Redis error; kConflict for the
+// append script's WEIRCONFLICT.
 Status RedisBackend::check(const std::vector<RedisReply>& replies) {
   for (const RedisReply& reply : replies) {
     const redisReply* bad = is_error(reply.get()) ? reply.get() : nullptr;
@@ -239,8 +240,9 @@ Status RedisBackend::check(const std::vector<RedisReply>& replies) {
       if (is_error(reply->element[i])) bad = reply->element[i];
     }
     if (bad) {
-      connection_.set_error("redis: " + std::string(reply_text(bad)));
-      return Status::kError;
+      std::string_view text = reply_text(bad);
+      connection_.set_error("redis: " + std::string(text));
+      return text.starts_with("WEIRCONFLICT") ? Status::kConflict : Status::kError;
     }
   }
   return Status::kOk;

@@ -8,9 +8,11 @@ namespace weir::store::lua {
 
 // KEYS: stream, room hash, epochs zset, rooms set.  ARGV: offset, epoch, payload, stored_ms,
 // room. Adds the message as entry "<offset>-1" and keeps the room hash at the newest
-// (epoch, offset). A message already stored under that ID (a batch sent again after a lost
-// connection) is not an error: returns 0 instead of 1. The epochs zset scores are doubles:
-// epochs past 2^53 would sort approximately (room epochs count restarts, nowhere near).
+// (epoch, offset). The same message already stored under that ID (a batch sent again after a
+// lost connection) is not an error: returns 0 instead of 1. Another message there, or an ID
+// below the stream's newest, means another node appended to this epoch: the error starts
+// with WEIRCONFLICT, and the caller fences (Status::kConflict). The epochs zset scores are
+// doubles: epochs past 2^53 would sort approximately (room epochs count restarts, nowhere near).
 inline constexpr char kAppend[] = R"lua(
 local function above(a, b)
   if #a ~= #b then return #a > #b end
@@ -19,7 +21,17 @@ end
 local id = ARGV[1] .. '-1'
 local added = redis.pcall('XADD', KEYS[1], id, 'p', ARGV[3], 't', ARGV[4])
 if type(added) == 'table' and added.err then
-  if #redis.call('XRANGE', KEYS[1], id, id) == 1 then return 0 end
+  local found = redis.call('XRANGE', KEYS[1], id, id)
+  if #found == 1 then
+    local fields = found[1][2]
+    for i = 1, #fields, 2 do
+      if fields[i] == 'p' and fields[i + 1] == ARGV[3] then return 0 end
+    end
+  end
+  if redis.call('EXISTS', KEYS[1]) == 1 then
+    return redis.error_reply('WEIRCONFLICT offset ' .. ARGV[1] .. ' of epoch ' .. ARGV[2] ..
+                             ' is taken or behind: another node appended to this epoch')
+  end
   return added
 end
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[2])

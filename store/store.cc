@@ -120,10 +120,13 @@ void Store::run_batch(std::vector<Request>& batch) {
   uint64_t errors = 0;
   for (Request& request : batch) {
     if (request.status == Status::kOk) request.status = commit;
-    // kNotFound is an answer, not a failure.
-    if (request.status != Status::kOk && request.status != Status::kNotFound) ++errors;
+    // kNotFound is an answer, and kConflict another node's doing: neither is a failure.
+    if (request.status != Status::kOk && request.status != Status::kNotFound &&
+        request.status != Status::kConflict)
+      ++errors;
   }
-  bool up = errors == 0 && begin == Status::kOk && commit == Status::kOk;
+  bool up =
+      errors == 0 && begin == Status::kOk && (commit == Status::kOk || commit == Status::kConflict);
   if (up != healthy_.load(std::memory_order_relaxed)) {
     healthy_.store(up, std::memory_order_relaxed);
     g_up_value.store(up ? 1 : 0, std::memory_order_relaxed);

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <deque>
 #include <map>
 #include <string>
 
@@ -85,8 +86,10 @@ TEST(ClusterView, WeightsAreStable) {
   EXPECT_NE(rendezvous_weight("n1", "lobby"), rendezvous_weight("n2", "lobby"));
 }
 
+// The decoded message's views point into the encoded bytes, kept here for the test's run.
 RoomWireMessage round_trip(const RoomWireMessage& m, std::string_view envelope = {}) {
-  std::string bytes;
+  static std::deque<std::string> kept;
+  std::string& bytes = kept.emplace_back();
   encode_room_wire(&bytes, m);
   bytes.append(envelope);
   RoomWireMessage back;
@@ -104,7 +107,12 @@ TEST(RoomWire, EveryTypeRoundTrips) {
   RoomWireMessage interest;
   interest.type = RoomWireType::kInterest;
   interest.room = "lobby";
-  EXPECT_EQ(round_trip(interest).room, "lobby");
+  interest.epoch = 7353576072339457;
+  interest.offset = 9;
+  RoomWireMessage i = round_trip(interest);
+  EXPECT_EQ(i.room, "lobby");
+  EXPECT_EQ(i.epoch, interest.epoch);
+  EXPECT_EQ(i.offset, 9u);
 
   RoomWireMessage ack;
   ack.type = RoomWireType::kInterestAck;

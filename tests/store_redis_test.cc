@@ -350,10 +350,39 @@ TEST_F(RedisStoreShared, ABatchSentTwiceStoresEachMessageOnce) {
   uint64_t first = 0;
   ASSERT_EQ(backend->read_room(room, 1, 0, 100, &out, &first), Status::kOk);
   EXPECT_EQ(out.size(), 5u);
-  // An offset below the newest that was never stored is a real error, with a reason.
+  // An offset below the newest that was never stored: another node appended past it.
   ASSERT_EQ(backend->append(message(room, 1, 10)), Status::kOk);
-  EXPECT_EQ(backend->append(message(room, 1, 7)), Status::kError);
-  EXPECT_NE(backend->last_error().find("XADD"), std::string::npos) << backend->last_error();
+  EXPECT_EQ(backend->append(message(room, 1, 7)), Status::kConflict);
+  EXPECT_NE(backend->last_error().find("WEIRCONFLICT"), std::string::npos) << backend->last_error();
+}
+
+// Two owners of one room (a pause or a partition outlived failure detection) append to the
+// same epoch: whoever comes second learns it and fences, instead of being told its message
+// was stored when another one holds its offset.
+TEST_F(RedisStoreShared, AnotherMessageAtTheOffsetIsAConflict) {
+  auto a = open_or_fail(server_->spec());
+  auto b = open_or_fail(server_->spec());
+  ASSERT_NE(a, nullptr);
+  ASSERT_NE(b, nullptr);
+  std::string room = prefix_ + "room";
+  for (uint64_t offset = 1; offset <= 3; ++offset)
+    ASSERT_EQ(a->append(message(room, 1, offset)), Status::kOk) << a->last_error();
+  StoredMessage other = message(room, 1, 3);
+  other.payload = "another owner's message 3";
+  EXPECT_EQ(b->append(other), Status::kConflict);
+  // In a batch too, where the failure comes with the commit.
+  ASSERT_EQ(b->begin_batch(), Status::kOk);
+  ASSERT_EQ(b->append(other), Status::kOk);  // queued
+  EXPECT_EQ(b->commit_batch(), Status::kConflict);
+  // The same message again is a retry, not a conflict; the history keeps the first.
+  EXPECT_EQ(b->append(message(room, 1, 3)), Status::kOk);
+  std::vector<StoredMessage> out;
+  uint64_t first = 0;
+  ASSERT_EQ(a->read_room(room, 1, 2, 10, &out, &first), Status::kOk);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].payload, "payload 3");
+  // Past the newest offset the epoch goes on, whoever appends.
+  EXPECT_EQ(b->append(message(room, 1, 4)), Status::kOk) << b->last_error();
 }
 
 TEST_F(RedisStoreShared, CountRetentionSpansEpochsNewestFirst) {

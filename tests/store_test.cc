@@ -61,6 +61,7 @@ TEST(StoreOpenBackend, NamesEveryBackendAndRejectsUnknownSpecs) {
   EXPECT_STREQ(to_string(Status::kNotFound), "not_found");
   EXPECT_STREQ(to_string(Status::kUnavailable), "unavailable");
   EXPECT_STREQ(to_string(Status::kError), "error");
+  EXPECT_STREQ(to_string(Status::kConflict), "conflict");
 }
 
 TEST(StoreOpenBackend, RedisSpecNeedsTheRedisBackend) {

@@ -13,7 +13,10 @@ its PID.
 - a 4th node with another secret joining node 1 never appears in node 1's list (2 s), and its
   own node id defaults to HOSTNAME:PORT of its --gossip;
 - without --gossip, /cluster answers 404 with a JSON error and /readyz says "cluster":"off";
-- --gossip without --cluster-secret-file exits 2 naming the missing flag.
+- --gossip without --cluster-secret-file exits 2 naming the missing flag;
+- rooms owned: with members in 12 rooms on one node of three, every node's /cluster reports
+  each member's rooms_owned, and they add up to 12 (the rooms' owners spread by rendezvous
+  hashing); after the members leave, they add up to 0.
 Prints one line per test; exits 1 on any failure.
 """
 import json
@@ -24,7 +27,8 @@ import sys
 import tempfile
 import time
 
-from weir_harness import Weir, build_dir, check, finish, free_gossip_port, run_tests
+from weir_harness import (Weir, build_dir, check, connect, finish, free_gossip_port, join,
+                          run_tests)
 
 BUILD = "build"
 TMP = None
@@ -149,13 +153,48 @@ async def gossip_without_secret_exits_2():
     check("--cluster-secret-file" in proc.stderr, f"the error names the flag: {proc.stderr}")
 
 
+async def rooms_owned_are_listed():
+    secret = secret_file("rooms.key", "cluster-rooms-secret")
+    n1, a1 = gossip_node("n1", secret)
+    n2, _ = gossip_node("n2", secret, join=a1)
+    n3, _ = gossip_node("n3", secret, join=a1)
+    nodes = (n1, n2, n3)
+    alive = {"n1": "alive", "n2": "alive", "n3": "alive"}
+    for w in nodes:
+        wait_for("three alive", lambda w=w: all_in(w, alive), 10)
+
+    def owned(w):
+        return {m["node_id"]: m["rooms_owned"] for m in cluster(w)["members"]}
+
+    def totals(expected):
+        def cond():
+            views = [owned(w) for w in nodes]
+            ok = all(None not in v.values() and sum(v.values()) == expected for v in views)
+            return True if ok else views
+        return cond
+
+    ws, _ = await connect(n1)
+    rooms = [f"owned-{i}" for i in range(12)]
+    for room in rooms:
+        await join(ws, room)
+    wait_for("rooms_owned add up to 12 on every node", totals(12), 10)
+    spread = owned(n1)
+    check(sum(1 for count in spread.values() if count > 0) >= 2,
+          f"12 rooms spread over more than one owner: {spread}")
+    await ws.close()
+    wait_for("rooms_owned fall to 0 once the members left", totals(0), 10)
+    for w in nodes:
+        w.stop()
+
+
 def main():
     global BUILD, TMP
     BUILD = build_dir(__doc__, "build")
     with tempfile.TemporaryDirectory(prefix="weir-cluster-") as tmp:
         TMP = tmp
         tests = [three_nodes_join_fail_and_leave, another_secret_never_joins,
-                 without_gossip_the_cluster_is_off, gossip_without_secret_exits_2]
+                 without_gossip_the_cluster_is_off, gossip_without_secret_exits_2,
+                 rooms_owned_are_listed]
         failed = run_tests(tests, timeout=40)
     return finish(len(tests), failed)
 
