@@ -4,10 +4,11 @@
 Usage: cluster_rooms_test.py [BUILD_DIR]   (default: build)
 
 Three weir processes on 127.0.0.1 gossip with each other (probe every 100ms) and link over TCP
-on their gossip ports. Every client's stream is checked by a history checker: per room, each
-message follows the last known offset of its epoch by exactly one, unless a `lagged` or a
-`resumed{recovered:false}` announced the gap first; no message id is received twice; every
-message a client saw acknowledged (its own copy came back) reached every member.
+on their gossip ports. Every client's stream is checked by the history checker of
+cluster_history.py: per room, each message follows the last known offset of its epoch by
+exactly one, unless a `lagged` or a `resumed{recovered:false}` announced the gap first; no
+message id is received twice; every message a client saw acknowledged (its own copy came back)
+reached every member.
 - one total order: two clients per node, each in six rooms (owners spread over the nodes),
   all publishing at once; every client receives every message, and all clients agree on the
   offset of each;
@@ -33,30 +34,11 @@ import tempfile
 import time
 
 from weir_harness import (RedisServer, Weir, build_dir, check, connect, finish, free_gossip_port,
-                          join, message, note, recv, run_tests)
+                          message, note, recv, run_tests)
+from cluster_history import client, drain, owner, publish_all, wait_cluster
 
 BUILD = "build"
 TMP = None
-M64 = (1 << 64) - 1
-
-
-def rendezvous_weight(node, room):
-    """cluster/cluster_view.cc's weight, so the test knows which node owns a room."""
-    h = 1469598103934665603
-    for b in node.encode():
-        h = ((h ^ b) * 1099511628211) & M64
-    h ^= 0xFF
-    for b in room.encode():
-        h = ((h ^ b) * 1099511628211) & M64
-    h ^= h >> 30
-    h = (h * 0xBF58476D1CE4E5B9) & M64
-    h ^= h >> 27
-    h = (h * 0x94D049BB133111EB) & M64
-    return h ^ (h >> 31)
-
-
-def owner(nodes, room):
-    return max(sorted(nodes), key=lambda n: rendezvous_weight(n, room))
 
 
 def three_nodes(*extra):
@@ -75,98 +57,8 @@ def three_nodes(*extra):
             flags += ["--join", first]
         first = first or address
         nodes[name] = Weir(BUILD, *flags)
-    deadline = time.monotonic() + 15
-    for name, w in nodes.items():
-        while True:
-            body = json.loads(w.http("GET", "/cluster")[2])
-            alive = sorted(m["node_id"] for m in body["members"] if m["state"] == "alive")
-            links = w.metric("weir_cluster_links")
-            if alive == ["n1", "n2", "n3"] and links == 2:
-                break
-            check(time.monotonic() < deadline,
-                  f"{name} sees three alive with two links (alive {alive}, links {links})")
-            time.sleep(0.05)
+    wait_cluster(nodes, ["n1", "n2", "n3"], links=2)
     return nodes
-
-
-class History:
-    """One client's view of its rooms, checked as it arrives (see the module doc)."""
-
-    def __init__(self, name):
-        self.name = name
-        self.at = {}        # room -> (epoch, last offset)
-        self.seen = {}      # room -> {message_id: (epoch, offset)}
-        self.announced = {}  # room -> notices of gaps and new epochs
-
-    def joined(self, room, body):
-        self.at[room] = (body["epoch"], body["offset"])
-        self.seen.setdefault(room, {})
-
-    def frame(self, env):
-        if "message" in env:
-            m = env["message"]
-            room = m["target"]
-            epoch, last = self.at[room]
-            check(m["epoch"] == epoch and m["offset"] == last + 1,
-                  f"{self.name}: {room} message at epoch {m['epoch']} offset {m['offset']} "
-                  f"follows epoch {epoch} offset {last} (no silent gap)")
-            check(m["message_id"] not in self.seen[room],
-                  f"{self.name}: {m['message_id']} received once")
-            self.seen[room][m["message_id"]] = (m["epoch"], m["offset"])
-            self.at[room] = (epoch, m["offset"])
-            return "message", m
-        if "lagged" in env:
-            g = env["lagged"]
-            epoch, last = self.at[g["room_id"]]
-            check(g["from_offset"] == last + 1, f"{self.name}: lagged starts after {last}: {g}")
-            self.at[g["room_id"]] = (epoch, g["to_offset"])
-            self.announced.setdefault(g["room_id"], []).append(env)
-            return "lagged", g
-        if "resumed" in env:
-            r = env["resumed"]
-            self.at[r["room_id"]] = (r["epoch"], r["offset"])
-            self.announced.setdefault(r["room_id"], []).append(env)
-            return "resumed", r
-        if "error" in env:
-            return "error", env["error"]
-        return "other", env
-
-
-async def client(weir, name, rooms):
-    ws, _ = await connect(weir)
-    h = History(name)
-    for room in rooms:
-        h.joined(room, await join(ws, room))
-    return ws, h
-
-
-async def publish_all(ws, h, room_msgs, timeout=20):
-    """Sends each (room, message_id) and reads until every one came back to us (our own copy
-    is the acknowledgement); an `unavailable` error is retried with the same message_id."""
-    pending = {mid: room for room, mid in room_msgs}
-    for room, mid in room_msgs:
-        await ws.send(message(room, f"from {h.name}", message_id=mid))
-    deadline = time.monotonic() + timeout
-    while pending:
-        env = await recv(ws, max(0.1, deadline - time.monotonic()), f"{len(pending)} acks")
-        kind, body = h.frame(env)
-        if kind == "message":
-            pending.pop(body["message_id"], None)
-        elif kind == "error" and body.get("code") == "unavailable" and body.get("ref") in pending:
-            await asyncio.sleep(0.1)
-            await ws.send(message(pending[body["ref"]], f"from {h.name}", message_id=body["ref"]))
-        elif kind == "error":
-            check(False, f"{h.name}: unexpected error {body}")
-
-
-async def drain(ws, h, room, want_ids, timeout=10):
-    """Reads until every id in want_ids was received in `room`."""
-    deadline = time.monotonic() + timeout
-    while not want_ids <= set(h.seen[room]):
-        missing = want_ids - set(h.seen[room])
-        env = await recv(ws, max(0.1, deadline - time.monotonic()),
-                         lambda: f"{len(missing)} messages in {room}, e.g. {sorted(missing)[:3]}")
-        h.frame(env)
 
 
 # ---------------------------------------------------------------- tests

@@ -1,9 +1,11 @@
 """What weir's Python end-to-end tests share: the weir process, /ws clients, pass/fail lines.
 
 - `Weir(build, *flags)` starts BUILD/weir on 127.0.0.1 and a free port and waits for /readyz;
-  `stop()` (SIGTERM, SIGKILL after a bound), `kill()` (SIGKILL) and `restart()` (same flags, same
-  port) act on its PID only. Every Weir ever started is in `Weir.started`, so a runner can stop
-  what a failed test left behind.
+  `stop()` (SIGTERM, SIGKILL after a bound), `kill()` (SIGKILL), `pause()`/`resume()` (SIGSTOP,
+  SIGCONT) and `restart()` (same flags, same port) act on its PID only. Every Weir ever started is
+  in `Weir.started`, so a runner can stop what a failed test left behind. With `netns=NAME` it
+  runs inside that network namespace (`ip netns exec`) on `host`, and its HTTP and /ws clients
+  open their sockets there (`netns_socket`).
 - `connect`, `recv`, `expect`, `join`, `collect`, `quiet`: asyncio helpers over Debian's
   `websockets` (10.4); every wait has a timeout, and a timeout says what was awaited.
 - `Checks` and `run_tests` print `ok   name` / `FAIL name: detail`; `finish` turns the count of
@@ -13,6 +15,7 @@ Import it before `websockets`: under a python3 without that module (a pyenv on P
 this re-executes the calling script with /usr/bin/python3.
 """
 import asyncio
+import ctypes
 import fcntl
 import http.client
 import json
@@ -24,6 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -75,15 +79,58 @@ def free_gossip_port():
             continue
 
 
+CLONE_NEWNET = 0x40000000
+
+
+def netns_socket(netns, family=socket.AF_INET, kind=socket.SOCK_STREAM):
+    """A socket created inside the network namespace /run/netns/NETNS (made with `ip netns add`).
+    A socket belongs to the namespace it was created in, whatever thread uses it later; setns(2)
+    moves only the calling thread, so the socket is made by a short-lived thread that moves
+    first (Python 3.11 has no os.setns)."""
+    result = {}
+
+    def make():
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            with open(f"/run/netns/{netns}") as f:
+                if libc.setns(f.fileno(), CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), f"setns into {netns}")
+            result["socket"] = socket.socket(family, kind)
+        except OSError as e:
+            result["error"] = e
+
+    thread = threading.Thread(target=make)
+    thread.start()
+    thread.join()
+    if "error" in result:
+        raise result["error"]
+    return result["socket"]
+
+
+def netns_connect(netns, host, port, timeout=5):
+    """A TCP socket made in `netns` and connected to host:port (blocking, with timeout)."""
+    sock = netns_socket(netns)
+    try:
+        sock.settimeout(timeout)
+        sock.connect((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 class Weir:
     """One weir process on 127.0.0.1 and a free port (kept across restarts); acted on by its PID.
-    Its stdout and stderr, over every start, go to one log (`output()`)."""
+    Its stdout and stderr, over every start, go to one log (`output()`). With `netns`, the
+    process runs in that network namespace, listening on host:port (default port 8080: the
+    namespace's ports are all free)."""
 
     started = []  # every Weir, in creation order
 
-    def __init__(self, build, *flags, ready_timeout=10):
+    def __init__(self, build, *flags, ready_timeout=10, host="127.0.0.1", port=None, netns=None):
         self.build, self.flags = build, list(flags)
-        self.port = free_port()
+        self.host, self.netns = host, netns
+        self.port = port or (8080 if netns else free_port())
         self.log = tempfile.TemporaryFile()
         fd = self.log.fileno()  # appended to by every run, read with pread: no shared offset
         fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
@@ -93,8 +140,10 @@ class Weir:
 
     def start(self, ready_timeout=10):
         """Starts the process and waits (at most ready_timeout) for /readyz to answer 200."""
+        # `ip netns exec` execs weir in place: the PID is weir's.
+        prefix = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.proc = subprocess.Popen(
-            [os.path.join(self.build, "weir"), "--listen", f"127.0.0.1:{self.port}",
+            [*prefix, os.path.join(self.build, "weir"), "--listen", f"{self.host}:{self.port}",
              *DRAIN_DEFAULTS, *self.flags],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + ready_timeout
@@ -126,6 +175,7 @@ class Weir:
         """SIGTERM to its PID, SIGKILL if it has not exited within timeout; its exit status (0
         after a clean shutdown)."""
         if self.running():
+            os.kill(self.proc.pid, signal.SIGCONT)  # a paused process would never act on SIGTERM
             os.kill(self.proc.pid, signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
@@ -141,6 +191,14 @@ class Weir:
             self.proc.wait(10)
         return self.proc.returncode
 
+    def pause(self):
+        """SIGSTOP to its PID: it stays alive and holds its sockets, but does nothing."""
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self):
+        """SIGCONT to its PID."""
+        os.kill(self.proc.pid, signal.SIGCONT)
+
     def restart(self, kill=False, ready_timeout=10):
         """Stops it (SIGTERM, or SIGKILL when kill) and starts it again with the same flags on the
         same port; the exit status of the stopped process."""
@@ -153,8 +211,10 @@ class Weir:
         return os.pread(self.log.fileno(), 1 << 26, 0).decode(errors="replace")
 
     def http(self, method, path, body=None, headers=None, timeout=5):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
+            if self.netns:
+                conn.sock = netns_connect(self.netns, self.host, self.port, timeout)
             conn.request(method, path, body=body, headers=headers or {})
             r = conn.getresponse()
             return r.status, dict(r.getheaders()), r.read().decode()
@@ -175,7 +235,11 @@ class Weir:
             return int(re.search(r"VmRSS:\s+(\d+) kB", f.read()).group(1)) * 1024
 
     def url(self, path="/ws"):
-        return f"ws://127.0.0.1:{self.port}{path}"
+        return f"ws://{self.host}:{self.port}{path}"
+
+    def client_socket(self, timeout=5):
+        """A TCP socket connected to its listener, for clients of a Weir in a namespace."""
+        return netns_connect(self.netns, self.host, self.port, timeout)
 
 
 class RedisServer:
@@ -226,6 +290,8 @@ async def connect(weir, subprotocols=None, path="/ws", session=True, timeout=3, 
     (ws, the first frame's session body, awaited at most `timeout`). With session=False the first
     frame is left unread and (ws, None) is returned. `options` go to websockets.connect."""
     options = {"max_size": None, "ping_interval": None, "close_timeout": 2, **options}
+    if getattr(weir, "netns", None):
+        options.setdefault("sock", weir.client_socket())
     ws = await websockets.connect(weir.url(path), subprotocols=subprotocols, **options)
     if not session:
         return ws, None
