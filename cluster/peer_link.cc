@@ -37,6 +37,8 @@ constexpr uint32_t kMaxHelloLength =
 // A partial-frame buffer bigger than this is freed once its frame is delivered.
 constexpr size_t kKeepPartialBytes = 64 << 10;
 constexpr int kListenBacklog = 128;
+// Bound on the peers remembered as "TLS failure logged" (a stranger may come from anywhere).
+constexpr size_t kMaxTlsFailuresLogged = 1024;
 
 const char* const kHelp = "cluster peer link resets, by reason";
 core::Counter g_resets[kLinkResetCount] = {
@@ -47,6 +49,7 @@ core::Counter g_resets[kLinkResetCount] = {
     {"weir_cluster_link_resets_total", kHelp, "reason=\"unknown_peer\""},
     {"weir_cluster_link_resets_total", kHelp, "reason=\"malformed\""},
     {"weir_cluster_link_resets_total", kHelp, "reason=\"closed\""},
+    {"weir_cluster_link_resets_total", kHelp, "reason=\"tls\""},
 };
 core::Gauge g_links("weir_cluster_links", "cluster peer links that are up");
 core::Gauge g_backlog("weir_cluster_link_backlog_bytes",
@@ -159,6 +162,12 @@ bool verify_hello(std::string_view secret, const Hello& hello, std::string_view 
   return CRYPTO_memcmp(tag, hello.tag.data(), kHelloTagBytes) == 0;
 }
 
+// OpenSSL reported a failure, or the connection ended before its handshake did (a plaintext
+// peer answers a ClientHello by closing; a peer that refused our certificate hangs up).
+bool tls_failed(const net::Connection& conn) {
+  return conn.tls() && (!conn.tls_error().empty() || !conn.tls_established());
+}
+
 }  // namespace
 
 const char* link_reset_name(LinkReset reason) {
@@ -177,6 +186,8 @@ const char* link_reset_name(LinkReset reason) {
       return "malformed";
     case LinkReset::kClosed:
       return "closed";
+    case LinkReset::kTls:
+      return "tls";
   }
   return "?";
 }
@@ -191,9 +202,12 @@ class PeerLinks::Session final : public net::ConnectionHandler, public net::Conn
       : links_(&links), node_(std::move(dialled_node)), dialled_(!node_.empty()) {
     RAND_bytes(nonce_, kNonceBytes);
     hello_timer_.set_callback([this] {
-      if (links_)
-        links_->reset(*this, LinkReset::kHelloTimeout,
-                      std::to_string(links_->config_.hello_timeout_ms) + " ms without a hello");
+      if (!links_) return;
+      std::string within = std::to_string(links_->config_.hello_timeout_ms) + " ms";
+      if (conn_->tls() && !conn_->tls_established())
+        links_->reset(*this, LinkReset::kTls, "TLS handshake not finished within " + within);
+      else
+        links_->reset(*this, LinkReset::kHelloTimeout, within + " without a hello");
     });
   }
 
@@ -383,6 +397,10 @@ bool PeerLinks::start(std::string* error) {
     *error = "node id must be 1..64 bytes";
     return false;
   }
+  if (config_.tls && !config_.tls->mutual()) {
+    *error = "peer link TLS needs a mutual context (a CA to verify peers against)";
+    return false;
+  }
   listener_ = std::make_unique<net::Listener>(reactor_, [this](int fd) { on_accept(fd); });
   if (!listener_->listen(config_.bind, false, kListenBacklog, error)) {
     *error = "peer link listener: " + *error;
@@ -393,8 +411,8 @@ bool PeerLinks::start(std::string* error) {
   running_ = true;
   reactor_.schedule(sample_timer_, config_.backlog_sample_ms);
   for (auto& [node, link] : links_) start_dial(*link);
-  log_info("cluster: peer links for %s on %s", config_.node_id.c_str(),
-           address_.to_string().c_str());
+  log_info("cluster: peer links for %s on %s%s", config_.node_id.c_str(),
+           address_.to_string().c_str(), config_.tls ? " (mutual TLS)" : "");
   return true;
 }
 
@@ -483,6 +501,11 @@ PeerLinks::Session& PeerLinks::adopt(int fd, std::string dialled_node) {
   options.high_watermark = config_.high_watermark;
   options.low_watermark = config_.low_watermark;
   options.max_buffer = 0;  // max_backlog is enforced in send(), as a reset we count
+  if (config_.tls) {
+    options.tls = config_.tls.get();
+    options.tls_client = !dialled_node.empty();  // the dialer is the TLS client
+    options.tls_handshake_timeout_ms = config_.hello_timeout_ms;
+  }
   set_keepalive(fd, config_.keepalive_idle_s);
   auto session = std::make_unique<Session>(*this, std::move(dialled_node));
   Session* s = session.get();
@@ -621,8 +644,11 @@ void PeerLinks::link_up(Session& s) {
   s.announced_ = true;
   stats_.links_up++;
   g_links.inc();
-  log_info("cluster: peer link %s up (%s, %s)", s.node_.c_str(),
-           s.dialled_ ? "dialled" : "accepted", s.conn_->peer().to_string().c_str());
+  tls_failures_logged_.erase(s.node_);
+  tls_failures_logged_.erase(s.conn_->peer().host());
+  std::string tls = s.conn_->tls() ? ", TLS peer " + s.conn_->tls_peer_subject() : "";
+  log_info("cluster: peer link %s up (%s, %s%s)", s.node_.c_str(),
+           s.dialled_ ? "dialled" : "accepted", s.conn_->peer().to_string().c_str(), tls.c_str());
   if (on_link_) on_link_(s.node_, true);
 }
 
@@ -638,11 +664,33 @@ void PeerLinks::announce_down(Session& s) {
 
 void PeerLinks::reset(Session& s, LinkReset reason, std::string_view why) {
   if (!s.alive()) return;
+  count_reset(reason);
+  if (reason == LinkReset::kTls)
+    log_tls_failure(s, why);
+  else
+    log_warn("cluster: peer link %s reset (%s): %.*s", s.label().c_str(), link_reset_name(reason),
+             static_cast<int>(why.size()), why.data());
+  close_session(s);
+}
+
+void PeerLinks::count_reset(LinkReset reason) {
   stats_.resets[static_cast<int>(reason)]++;
   g_resets[static_cast<int>(reason)].inc();
-  log_warn("cluster: peer link %s reset (%s): %.*s", s.label().c_str(), link_reset_name(reason),
-           static_cast<int>(why.size()), why.data());
-  close_session(s);
+}
+
+// A misconfigured peer fails every redial the same way: its first failure is news (at warn,
+// with OpenSSL's reason), the retries every backoff after it are not, until it links up. The
+// peer is the node we dialled, or the address a connection came from (no hello yet: no id).
+void PeerLinks::log_tls_failure(Session& s, std::string_view why) {
+  std::string peer = s.dialled_ ? s.node_ : s.conn_->peer().host();
+  if (tls_failures_logged_.size() >= kMaxTlsFailuresLogged) tls_failures_logged_.clear();
+  if (tls_failures_logged_.insert(peer).second)
+    log_warn("cluster: peer link %s (%s): TLS failed: %.*s (logged once until it links up)",
+             peer.c_str(), s.conn_->peer().to_string().c_str(), static_cast<int>(why.size()),
+             why.data());
+  else
+    log_debug("cluster: peer link %s (%s): TLS failed: %.*s", peer.c_str(),
+              s.conn_->peer().to_string().c_str(), static_cast<int>(why.size()), why.data());
 }
 
 // Ends the session now: is_up() turns false; on_link(false) follows from on_closed.
@@ -662,8 +710,15 @@ void PeerLinks::unlink(Session& s) {
 
 void PeerLinks::on_session_closed(Session& s, std::string_view detail) {
   if (s.state_ != Session::State::kClosed) {  // the peer or the socket ended it, not us
-    stats_.resets[static_cast<int>(LinkReset::kClosed)]++;
-    g_resets[static_cast<int>(LinkReset::kClosed)].inc();
+    if (tls_failed(*s.conn_)) {
+      count_reset(LinkReset::kTls);
+      std::string_view error = s.conn_->tls_error();
+      log_tls_failure(s, !error.empty()
+                             ? std::string(error)
+                             : std::string(detail) + " before the TLS handshake finished");
+    } else {
+      count_reset(LinkReset::kClosed);
+    }
     // An up link's loss is news; a redial that died in its hello (counted) is not, each time.
     if (s.announced_)
       log_info("cluster: peer link %s closed: %.*s", s.label().c_str(),

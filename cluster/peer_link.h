@@ -22,6 +22,16 @@
 // connection; nothing that arrives before a valid hello reaches the frame callback. Note the
 // hello authenticates the peer only; later frames are not tagged (use TLS for that).
 //
+// TLS (optional, config.tls): every link is mutual TLS, through net/'s Connection TLS mode.
+// The dialer is the TLS client and presents its certificate; the acceptor is the TLS server and
+// requires one; each verifies the other's chain against the cluster CA. No host name is
+// checked: nodes are addressed by IP, the CA is the trust boundary, and the hello, which still
+// runs (inside TLS, unchanged), binds the node id. A handshake that fails (another CA, no
+// client certificate, a plaintext peer) closes the connection, counts reason "tls", is logged
+// at warn once per peer until that peer links up, and the dialer redials with its backoff.
+// Frames, watermarks and batching are the connection's, so they hold under TLS unchanged:
+// plaintext queued in one iteration is encrypted into full records at its end.
+//
 // Writes use the connection's ACK mode: every frame queued during one reactor iteration goes
 // to the kernel in one writev at the end of it. The backlog is the connection's queue.
 //
@@ -48,6 +58,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -56,6 +67,7 @@
 #include "net/address.h"
 #include "net/connection.h"
 #include "net/listener.h"
+#include "net/tls_context.h"
 
 namespace weir::cluster {
 
@@ -72,6 +84,9 @@ struct PeerLinksConfig {
   int64_t hello_timeout_ms = 5000;   // connect + hello exchange must finish within this
   int64_t backlog_sample_ms = 1000;  // how often weir_cluster_link_backlog_bytes is refreshed
   int keepalive_idle_s = 15;  // TCP keepalive: an idle link's peer is probed after this (0: off)
+  // Set: mutual TLS on every link (see above); must be a mutual context (created with a CA).
+  // Shared: it outlives connections made from it, and the caller may reload() it.
+  std::shared_ptr<net::TlsContext> tls;
 };
 
 // Why a link (or a connection that was still in its hello) was reset; each has a counter,
@@ -84,8 +99,10 @@ enum class LinkReset {
   kUnknownPeer,    // a valid hello from a node not in set_peers
   kMalformed,      // a frame of length 0 after the hello
   kClosed,         // the peer closed, the socket failed, or a newer connection replaced it
+  kTls,  // the TLS handshake failed or did not finish (another CA, no certificate, a plaintext
+         // peer), or TLS failed on an up link
 };
-inline constexpr int kLinkResetCount = 7;
+inline constexpr int kLinkResetCount = 8;
 const char* link_reset_name(LinkReset reason);
 
 // This instance's counts (the process-wide metrics sum every instance; tests read these).
@@ -183,6 +200,8 @@ class PeerLinks {
   void close_session(Session& s);
   void unlink(Session& s);
   void on_session_closed(Session& s, std::string_view detail);
+  void count_reset(LinkReset reason);
+  void log_tls_failure(Session& s, std::string_view why);
   // Frames.
   void deliver(Session& s, uint8_t type, std::string_view payload);
   void on_low_watermark(Session& s);
@@ -199,6 +218,8 @@ class PeerLinks {
   std::map<std::string, std::unique_ptr<Link>> links_;
   std::unordered_map<net::Connection*, std::unique_ptr<net::Connection>> connections_;
   std::map<std::string, Session*> announced_;  // nodes told up and not yet told down
+  // Peers whose TLS failure was logged at warn (node dialled, or address accepted from).
+  std::unordered_set<std::string> tls_failures_logged_;
 
   core::Timer sample_timer_;
   int64_t reported_backlog_ = 0;  // this instance's share of the backlog gauge

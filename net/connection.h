@@ -70,10 +70,10 @@ inline constexpr uint64_t kNoAck = 0;
 struct WritePart {
   enum class Kind { kCopy, kShared, kFile };
   Kind kind = Kind::kCopy;
-  const char* bytes = nullptr;              // kCopy
+  const char* bytes = nullptr;                 // kCopy
   const core::SharedBuffer* shared = nullptr;  // kShared
-  int file_fd = -1;                         // kFile (dup'ed; the caller keeps its own fd)
-  uint64_t offset = 0;                      // kShared, kFile
+  int file_fd = -1;                            // kFile (dup'ed; the caller keeps its own fd)
+  uint64_t offset = 0;                         // kShared, kFile
   uint64_t length = 0;
   uint64_t ack = kNoAck;
 
@@ -97,8 +97,10 @@ struct ConnectionOptions {
                                      // limit); a lone write onto an empty queue is always taken
   bool tcp_nodelay = true;
   bool keep_open_on_peer_closed = false;
-  int64_t linger_ms = 2000;  // after our FIN, how long to drain the peer's bytes before closing
-  TlsContext* tls = nullptr;          // set: the connection speaks TLS (server side)
+  int64_t linger_ms = 2000;   // after our FIN, how long to drain the peer's bytes before closing
+  TlsContext* tls = nullptr;  // set: the connection speaks TLS (server side)
+  bool tls_client = false;    // with tls: we dialled, so we are the TLS client and speak first
+                              // (the context must be a mutual one, net/tls_context.h)
   int64_t tls_handshake_timeout_ms = 10000;
 };
 
@@ -130,7 +132,8 @@ class ConnectionOwner {
 class Connection : public core::IoHandler, public core::IterationHook, public core::Retirable {
  public:
   // Takes ownership of the connected, non-blocking `fd` and registers it with `reactor`.
-  Connection(core::Reactor& reactor, int fd, const ConnectionOptions& options, ConnectionOwner* owner);
+  Connection(core::Reactor& reactor, int fd, const ConnectionOptions& options,
+             ConnectionOwner* owner);
   ~Connection() override;
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -142,7 +145,8 @@ class Connection : public core::IoHandler, public core::IterationHook, public co
 
   // ---- writing (loop thread) ----
   WriteResult write(std::string_view data, uint64_t ack = kNoAck);
-  WriteResult write(const core::SharedBuffer& buffer, size_t offset, size_t length, uint64_t ack = kNoAck);
+  WriteResult write(const core::SharedBuffer& buffer, size_t offset, size_t length,
+                    uint64_t ack = kNoAck);
   // Several parts as one sequence: in NACK modes the whole sequence is accepted or refused.
   WriteResult write(std::span<const WritePart> parts);
   WriteResult write_file(int fd, uint64_t offset, uint64_t length, uint64_t ack = kNoAck);
@@ -169,6 +173,10 @@ class Connection : public core::IoHandler, public core::IterationHook, public co
   size_t queued_bytes() const { return output_.bytes() + file_bytes_queued_ + cipher_.bytes(); }
   bool tls() const { return tls_ != nullptr; }
   bool tls_established() const { return tls_ && tls_->established(); }
+  // Why TLS failed (handshake or records), OpenSSL's reason; empty without TLS or a failure.
+  std::string_view tls_error() const { return tls_ ? std::string_view(tls_->error()) : ""; }
+  // The verified peer certificate's subject, once the handshake is done; else empty.
+  std::string tls_peer_subject() const { return tls_ ? tls_->peer_subject() : std::string(); }
   bool above_high_watermark() const { return above_high_; }
   uint64_t bytes_written() const { return written_total_; }
   uint64_t bytes_read() const { return read_total_; }

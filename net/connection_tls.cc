@@ -48,7 +48,8 @@ void Connection::start_tls() {
     finish(CloseReason::kErrorClosed, "tls: no session");
     return;
   }
-  tls_ = std::make_unique<TlsSession>(ssl);
+  tls_ = std::make_unique<TlsSession>(
+      ssl, options_.tls_client ? TlsSession::Role::kClient : TlsSession::Role::kServer);
   tls_timer_.set_callback([this] {
     if (tls_->established() || fd_ < 0) return;
     g_tls_timeout.inc();
@@ -56,6 +57,9 @@ void Connection::start_tls() {
     finish(CloseReason::kErrorClosed, "tls handshake timeout");
   });
   reactor_.schedule(tls_timer_, options_.tls_handshake_timeout_ms);
+  // A client speaks first: its ClientHello goes out now (the socket is connected). A failure
+  // here is reported like any other, from the end of the iteration.
+  if (options_.tls_client) tls_advance_handshake();
 }
 
 // Feeds handshake input and sends what the handshake produced; false when the connection died.

@@ -11,15 +11,20 @@
 
 namespace weir::net {
 
-TlsSession::TlsSession(SSL* ssl) : ssl_(ssl) {
+TlsSession::TlsSession(SSL* ssl, Role role) : ssl_(ssl) {
   rbio_ = BIO_new(BIO_s_mem());
   wbio_ = BIO_new(BIO_s_mem());
   BIO_set_mem_eof_return(rbio_, -1);  // empty input means "want more", not EOF
   SSL_set_bio(ssl_, rbio_, wbio_);
-  SSL_set_accept_state(ssl_);
+  if (role == Role::kClient)
+    SSL_set_connect_state(ssl_);
+  else
+    SSL_set_accept_state(ssl_);
 }
 
-TlsSession::~TlsSession() { SSL_free(ssl_); }
+TlsSession::~TlsSession() {
+  SSL_free(ssl_);
+}
 
 void TlsSession::feed_ciphertext(const char* data, size_t len) {
   BIO_write(rbio_, data, static_cast<int>(len));
@@ -32,6 +37,10 @@ bool TlsSession::fail(const char* what, int ret) {
     error_ += openssl_error_string();
   else
     error_ += "SSL error " + std::to_string(code);
+  // "certificate verify failed" alone does not say what was wrong with the certificate.
+  long verify = SSL_get_verify_result(ssl_);
+  if (verify != X509_V_OK)
+    error_ += std::string(" (") + X509_verify_cert_error_string(verify) + ")";
   return false;
 }
 
@@ -99,8 +108,20 @@ size_t TlsSession::drain_ciphertext(core::BufferChain& out) {
   return total;
 }
 
-bool TlsSession::has_ciphertext() const { return BIO_ctrl_pending(wbio_) > 0; }
+bool TlsSession::has_ciphertext() const {
+  return BIO_ctrl_pending(wbio_) > 0;
+}
 
-std::string TlsSession::protocol() const { return SSL_get_version(ssl_); }
+std::string TlsSession::protocol() const {
+  return SSL_get_version(ssl_);
+}
+
+std::string TlsSession::peer_subject() const {
+  X509* cert = SSL_get0_peer_certificate(ssl_);
+  if (!cert) return {};
+  char buf[256];
+  X509_NAME_oneline(X509_get_subject_name(cert), buf, sizeof buf);
+  return buf;
+}
 
 }  // namespace weir::net

@@ -6,6 +6,10 @@
 // everything queued (full 16 KiB records, not one record per small write), and the watermarks
 // see both the plaintext waiting and the ciphertext not yet in the kernel.
 //
+// The role is the connection's: a server session waits for the ClientHello, a client session
+// produces it on the first handshake() call. Whether the peer must present a certificate, and
+// what it is verified against, is the context's (net/tls_context.h).
+//
 // Thread-safety: none; owned by one connection on its reactor thread.
 #pragma once
 
@@ -24,8 +28,10 @@ namespace weir::net {
 class TlsSession {
  public:
   enum class Status { kOk, kWantMore, kError };
+  enum class Role { kServer, kClient };
 
-  explicit TlsSession(SSL* ssl);  // takes ownership of a server-side SSL
+  // Takes ownership of `ssl` (from TlsContext::new_ssl()).
+  explicit TlsSession(SSL* ssl, Role role = Role::kServer);
   ~TlsSession();
   TlsSession(const TlsSession&) = delete;
   TlsSession& operator=(const TlsSession&) = delete;
@@ -48,8 +54,12 @@ class TlsSession {
   bool has_ciphertext() const;
 
   bool peer_closed() const { return peer_closed_; }
+  // Why the session failed (OpenSSL's reasons, with the certificate verification result when
+  // that was the cause); empty while nothing failed.
   const std::string& error() const { return error_; }
   std::string protocol() const;  // "TLSv1.3"
+  // The verified peer certificate's subject ("CN=node-b"); empty without one.
+  std::string peer_subject() const;
 
  private:
   bool fail(const char* what, int ret);

@@ -49,6 +49,12 @@ bool set_rate(std::string_view v, double* rate, double* burst) {
   return number(b, burst) && *burst >= 1;
 }
 
+// A fraction 0..1 ("0.01", "1").
+bool set_ratio(std::string_view v, double* out) {
+  auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), *out);
+  return ec == std::errc() && end == v.data() + v.size() && *out >= 0 && *out <= 1;
+}
+
 bool is_address(std::string_view v) {
   net::SocketAddress address;
   std::string error;
@@ -101,6 +107,13 @@ const std::vector<FlagSpec>& specs() {
       {"max-connections-per-ip", "N", "off",
        "open connections one client address may hold; more are answered 503 and closed (0 = off)",
        [](Flags& f, std::string_view v) { return set_u64(v, &f.max_connections_per_ip); }},
+      {"ip-limit-v6-prefix", "BITS", std::to_string(d.ip_limit_v6_prefix),
+       "IPv6 clients share the per-address limits by this prefix, 32..128 (64: one budget per "
+       "/64, what one host is usually given; 128: per address); IPv4-mapped IPv6 counts as IPv4",
+       [](Flags& f, std::string_view v) {
+         return set_int(v, &f.ip_limit_v6_prefix) && f.ip_limit_v6_prefix >= 32 &&
+                f.ip_limit_v6_prefix <= 128;
+       }},
       {"handshakes-per-ip-per-sec", "RATE[:BURST]", "off",
        "WebSocket handshakes one client address may start per second (GCRA); more are answered "
        "429 with Retry-After",
@@ -231,6 +244,13 @@ const std::vector<FlagSpec>& specs() {
       {"jwt-leeway", "DURATION", core::format_duration_ms(d.jwt_leeway_ms),
        "clock skew allowed when checking a token's exp and nbf",
        [](Flags& f, std::string_view v) { return core::parse_duration_ms(v, &f.jwt_leeway_ms); }},
+      {"jwt-audience", "AUD", "off",
+       "with --auth: a token's aud (a string, or an array) must hold this, else 401 "
+       "wrong_audience",
+       [](Flags& f, std::string_view v) { return !v.empty() && (f.jwt_audience = v, true); }},
+      {"jwt-issuer", "ISS", "off",
+       "with --auth: a token's iss must equal this, else 401 wrong_issuer",
+       [](Flags& f, std::string_view v) { return !v.empty() && (f.jwt_issuer = v, true); }},
       {"store", "memory|sqlite:PATH|redis://HOST:PORT[/DB]", d.store,
        "where room history, sessions and idempotency keys live (memory: gone with the process)",
        [](Flags& f, std::string_view v) {
@@ -314,6 +334,16 @@ const std::vector<FlagSpec>& specs() {
        "HMAC key every gossip datagram is signed with; the same file on every node (required "
        "with --gossip)",
        [](Flags& f, std::string_view v) { return f.cluster_secret_file = v, true; }},
+      {"cluster-tls-cert", "FILE", "off",
+       "PEM certificate chain of this node, signed by --cluster-tls-ca: every peer link is then "
+       "mutual TLS (TLS 1.2+), with --cluster-tls-key and --cluster-tls-ca",
+       [](Flags& f, std::string_view v) { return !v.empty() && (f.cluster_tls_cert = v, true); }},
+      {"cluster-tls-key", "FILE", "off", "PEM private key for --cluster-tls-cert",
+       [](Flags& f, std::string_view v) { return !v.empty() && (f.cluster_tls_key = v, true); }},
+      {"cluster-tls-ca", "FILE", "off",
+       "PEM CA the peer links verify every node's certificate against, both ways (the chain "
+       "only, no host name: the CA is the trust boundary)",
+       [](Flags& f, std::string_view v) { return !v.empty() && (f.cluster_tls_ca = v, true); }},
       {"probe-interval", "DURATION", core::format_duration_ms(d.probe_interval_ms),
        "each node probes one member this often",
        [](Flags& f, std::string_view v) {
@@ -357,6 +387,10 @@ const std::vector<FlagSpec>& specs() {
        }},
       {"otlp-service-name", "NAME", d.otlp_service_name, "service.name of the exported spans",
        [](Flags& f, std::string_view v) { return !v.empty() && (f.otlp_service_name = v, true); }},
+      {"otlp-sample-ratio", "RATIO", "1",
+       "fraction (0..1) of traces without a parent that are recorded, decided from the trace id; "
+       "a traceparent's sampled flag (01 or 00) decides for its trace",
+       [](Flags& f, std::string_view v) { return set_ratio(v, &f.otlp_sample_ratio); }},
       {"help", nullptr, "", "print this help and exit",
        [](Flags& f, std::string_view) { return f.help = true, true; }},
   };
@@ -365,6 +399,18 @@ const std::vector<FlagSpec>& specs() {
 
 // The cluster flags mean something only with --gossip, and gossip is never unauthenticated.
 bool check_cluster_flags(const Flags& flags, std::string* error) {
+  int tls_files = !flags.cluster_tls_cert.empty() + !flags.cluster_tls_key.empty() +
+                  !flags.cluster_tls_ca.empty();
+  if (tls_files != 0 && tls_files != 3) {
+    *error =
+        "--cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca go together (all three "
+        "or none)";
+    return false;
+  }
+  if (flags.gossip.empty() && tls_files != 0) {
+    *error = "--cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca need --gossip";
+    return false;
+  }
   if (flags.gossip.empty()) {
     if (!flags.join.empty() || !flags.gossip_advertise.empty()) {
       *error = "--join and --gossip-advertise need --gossip";
@@ -443,6 +489,10 @@ bool parse_flags(int argc, char** argv, Flags* flags, std::string* error) {
   }
   if (flags->auth != "off" && flags->jwt_secret_file.empty() && flags->jwt_public_keys.empty()) {
     *error = "--auth " + flags->auth + " needs --jwt-secret-file or --jwt-public-key";
+    return false;
+  }
+  if (flags->auth == "off" && (!flags->jwt_audience.empty() || !flags->jwt_issuer.empty())) {
+    *error = "--jwt-audience and --jwt-issuer need --auth optional or required";
     return false;
   }
   if (flags->threads == 0)

@@ -22,6 +22,7 @@ struct Flags {
   // Admission and abuse limits (0 = off)
   double accept_rate = 0, accept_burst = 0;  // new connections per second, server-wide
   uint64_t max_connections_per_ip = 0;
+  int ip_limit_v6_prefix = 64;  // IPv6 clients share the per-IP limits per this prefix
   double handshakes_per_ip_rate = 0, handshakes_per_ip_burst = 0;  // WebSocket upgrades/s
   // Graceful drain (SIGTERM, SIGINT)
   int64_t drain_spread_ms = 5000;
@@ -55,6 +56,8 @@ struct Flags {
   std::string jwt_secret_file;               // [KID=]PATH of the HS256 secret
   std::vector<std::string> jwt_public_keys;  // [KID=]PATH each, PEM (RS256 / ES256)
   int64_t jwt_leeway_ms = 30000;             // clock skew allowed on exp and nbf
+  std::string jwt_audience;                  // required in `aud` when set
+  std::string jwt_issuer;                    // required as `iss` when set
   // Store
   std::string store = "memory";  // memory | sqlite:PATH | redis://HOST:PORT[/DB]
   std::string durability = "async";
@@ -77,6 +80,10 @@ struct Flags {
   std::string gossip_advertise;  // HOST:PORT peers reach us at; empty: the bound address
   std::string join;              // comma-separated seeds, HOST:PORT each
   std::string cluster_secret_file;
+  // Mutual TLS on the peer links: all three or none (PEM files)
+  std::string cluster_tls_cert;  // this node's certificate chain, signed by cluster_tls_ca
+  std::string cluster_tls_key;
+  std::string cluster_tls_ca;  // the cluster CA every node's certificate must chain to
   int64_t probe_interval_ms = 1000;
   int64_t probe_timeout_ms = 500;
   int suspicion_mult = 4;
@@ -88,6 +95,7 @@ struct Flags {
   // Tracing (OTLP/HTTP JSON); off while otlp_endpoint is empty
   std::string otlp_endpoint;  // http://HOST:PORT/v1/traces
   std::string otlp_service_name = "weir";
+  double otlp_sample_ratio = 1.0;  // root spans recorded; a parent's sampled flag wins
   bool help = false;
 };
 

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -20,7 +21,9 @@
 #include "core/metrics.h"
 #include "core/reactor.h"
 #include "net/socket_ops.h"
+#include "net/tls_context.h"
 #include "tests/cluster_test_util.h"
+#include "tests/test_certs.h"
 
 namespace weir::cluster {
 namespace {
@@ -641,6 +644,237 @@ TEST(PeerLink, StopInsideACallbackIsSafe) {
   EXPECT_TRUE(eventually([&] { return !nodes[0]->is_up("b"); }));
   EXPECT_FALSE(nodes[1]->is_up("a"));
   EXPECT_EQ(nodes[1]->connections(), 0u);
+}
+
+// ---- mutual TLS ----------------------------------------------------------------------------
+
+double metric(const char* name, const std::string& labels) {
+  double v = 0;
+  core::find_metric_value(name, labels, &v);
+  return v;
+}
+
+// The cluster CA with a certificate for each of a, b, c; and a rogue: a certificate for b from
+// another CA, with the cluster CA trusted (so only the other side's check can refuse it).
+class PeerLinkTls : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new test_certs::TempDir;
+    test_certs::CertificateAuthority cluster_ca("weir cluster CA");
+    test_certs::CertificateAuthority other_ca("some other CA");
+    ASSERT_TRUE(cluster_ca.ok() && other_ca.ok());
+    ASSERT_TRUE(cluster_ca.write_certificate(dir_->file("ca.pem")));
+    long serial = 100;
+    for (const char* node : {"a", "b", "c"})
+      ASSERT_TRUE(cluster_ca.issue(dir_->file(std::string(node) + ".pem"),
+                                   dir_->file(std::string(node) + ".key"), node, serial++));
+    ASSERT_TRUE(other_ca.issue(dir_->file("rogue.pem"), dir_->file("rogue.key"), "b", 7));
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+
+  static std::shared_ptr<net::TlsContext> context(const std::string& cert) {
+    std::string error;
+    std::shared_ptr<net::TlsContext> tls = net::TlsContext::create(
+        net::TlsConfig{dir_->file(cert + ".pem"), dir_->file(cert + ".key"), dir_->file("ca.pem")},
+        &error);
+    EXPECT_TRUE(tls) << error;
+    return tls;
+  }
+  // Node `id` presenting the certificate `cert` (its own by default).
+  static PeerLinksConfig tls_config(const std::string& id, const std::string& cert = {}) {
+    PeerLinksConfig c = test_config(id);
+    c.tls = context(cert.empty() ? id : cert);
+    return c;
+  }
+
+  static test_certs::TempDir* dir_;
+};
+test_certs::TempDir* PeerLinkTls::dir_ = nullptr;
+
+TEST_F(PeerLinkTls, NodesLinkOverMutualTlsAndFramesArriveIntactBothWays) {
+  double handshakes = metric("weir_tls_handshakes_total", "result=\"ok\"");
+  TestNode a(tls_config("a"));
+  TestNode b(tls_config("b"));
+  b.set_peers(peers_of({&a}, {"a"}));
+  a.set_peers(peers_of({&b}, {"b"}));
+  ASSERT_TRUE(eventually([&] { return a.is_up("b") && b.is_up("a"); }));
+  EXPECT_EQ(a.connections(), 1u);
+  EXPECT_EQ(b.connections(), 1u);
+  EXPECT_GE(metric("weir_tls_handshakes_total", "result=\"ok\"") - handshakes, 2);
+  std::vector<size_t> sizes = {0, 1, 5, 100, 16383, 16384, 16385, 65536, 1 << 20, 3 << 20, 7};
+  std::vector<std::string> sent;
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    sent.push_back(pattern(sizes[i], static_cast<int>(i)));
+    ASSERT_TRUE(a.send("b", static_cast<uint8_t>(i), sent.back()));
+    ASSERT_TRUE(b.send("a", static_cast<uint8_t>(i), sent.back()));
+  }
+  for (TestNode* receiver : {&a, &b}) {
+    ASSERT_TRUE(eventually([&] { return receiver->frame_count() == sizes.size(); }));
+    auto frames = receiver->frames();
+    for (size_t i = 0; i < sizes.size(); ++i) {
+      EXPECT_EQ(frames[i].type, i);
+      EXPECT_TRUE(frames[i].payload == sent[i]) << "frame " << i << " corrupted";
+    }
+  }
+  EXPECT_EQ(a.stats().bytes_out, b.stats().bytes_in);  // plaintext counted, not ciphertext
+  for (int r = 0; r < kLinkResetCount; ++r) EXPECT_EQ(a.stats().resets[r], 0u) << r;
+}
+
+TEST_F(PeerLinkTls, FramesQueuedInOneIterationLeaveInFewWritesUnderTls) {
+  TestNode a(tls_config("a"));
+  TestNode b(tls_config("b"));
+  b.set_peers(peers_of({&a}, {"a"}));
+  a.set_peers(peers_of({&b}, {"b"}));
+  ASSERT_TRUE(eventually([&] { return a.is_up("b") && b.is_up("a"); }));
+  constexpr int kFrames = 5000;
+  double before = metric("weir_write_syscalls_total", "");
+  a.call([&] {
+    for (int i = 0; i < kFrames; ++i) {
+      char payload[8];
+      std::memcpy(payload, &i, sizeof i);
+      std::memcpy(payload + 4, &i, sizeof i);
+      EXPECT_TRUE(a.links().send("b", 7, std::string_view(payload, 8)));
+    }
+  });
+  ASSERT_TRUE(eventually([&] { return b.frame_count() == kFrames; }));
+  EXPECT_LE(metric("weir_write_syscalls_total", "") - before, 10)
+      << "65 KB of small frames should be encrypted into a few records and leave in few writes";
+  auto frames = b.frames();
+  for (int i = 0; i < kFrames; ++i) {
+    int got = -1;
+    std::memcpy(&got, frames[i].payload.data(), sizeof got);
+    ASSERT_EQ(got, i);
+  }
+}
+
+TEST_F(PeerLinkTls, BurstPastTheHighWatermarkTurnsUnwritableThenWritableAgain) {
+  PeerLinksConfig ca = tls_config("a");
+  ca.high_watermark = 256 << 10;
+  ca.low_watermark = 64 << 10;
+  TestNode a(ca);
+  TestNode b(tls_config("b"));
+  b.set_peers(peers_of({&a}, {"a"}));
+  a.set_peers(peers_of({&b}, {"b"}));
+  ASSERT_TRUE(eventually([&] { return a.is_up("b") && b.is_up("a"); }));
+  b.pause();
+  std::string chunk = pattern(64 << 10, 3);
+  int sent = 0;
+  ASSERT_TRUE(eventually([&] {
+    a.call([&] {
+      for (int i = 0; i < 8 && a.links().writable("b"); ++i, ++sent)
+        EXPECT_TRUE(a.links().send("b", 2, chunk));
+    });
+    std::this_thread::sleep_for(20ms);
+    return a.call([&] { return !a.links().writable("b"); });
+  }));
+  EXPECT_GT(a.call([&] { return a.links().backlog("b"); }), ca.low_watermark);
+  EXPECT_TRUE(a.is_up("b"));
+  int before = a.writable_events();
+  b.resume();
+  ASSERT_TRUE(eventually([&] { return a.writable_events() == before + 1; }));
+  EXPECT_TRUE(a.call([&] { return a.links().writable("b"); }));
+  ASSERT_TRUE(eventually([&] { return b.frame_count() == static_cast<size_t>(sent); }));
+  for (const Frame& f : b.frames()) ASSERT_TRUE(f.payload == chunk);
+  EXPECT_EQ(a.stats().reset(LinkReset::kOverflow), 0u);
+}
+
+// The rogue b sits between a (which dials it: a, the TLS client, refuses b's certificate) and
+// c (which b dials: c, the TLS server, refuses b's client certificate). a and c link as usual.
+TEST_F(PeerLinkTls, CertificateFromAnotherCaNeverLinksAndIsCountedEitherWay) {
+  double counted = metric("weir_cluster_link_resets_total", "reason=\"tls\"");
+  TestNode a(tls_config("a"));
+  TestNode b(tls_config("b", "rogue"));
+  TestNode c(tls_config("c"));
+  Peers all = peers_of({&a, &b, &c}, {"a", "b", "c"});
+  for (TestNode* node : {&c, &b, &a}) node->set_peers(all);
+  ASSERT_TRUE(eventually([&] { return a.is_up("c") && c.is_up("a"); }));
+  ASSERT_TRUE(eventually([&] {
+    return a.stats().reset(LinkReset::kTls) >= 3 && c.stats().reset(LinkReset::kTls) >= 3;
+  }));
+  EXPECT_FALSE(a.is_up("b"));
+  EXPECT_FALSE(c.is_up("b"));
+  EXPECT_TRUE(b.call([&] { return b.links().up_nodes().empty(); }));
+  EXPECT_TRUE(b.events().empty());
+  EXPECT_EQ(b.frame_count(), 0u);
+  EXPECT_GE(a.stats().dials, 4u);  // b is redialled with the backoff
+  EXPECT_GE(b.stats().dials, 3u);  // and b keeps redialling c
+  EXPECT_GE(metric("weir_cluster_link_resets_total", "reason=\"tls\"") - counted, 6);
+  EXPECT_TRUE(a.send("c", 1, "still fine"));
+  EXPECT_TRUE(eventually([&] { return c.frame_count() == 1; }));
+}
+
+// b speaks plaintext between two TLS nodes: a's ClientHello is a malformed hello to b, and b's
+// plaintext hello is not a ClientHello to c. Neither pair links; a and c do.
+TEST_F(PeerLinkTls, PlaintextAndTlsNodesNeverLink) {
+  TestNode a(tls_config("a"));
+  TestNode b(test_config("b"));
+  TestNode c(tls_config("c"));
+  Peers all = peers_of({&a, &b, &c}, {"a", "b", "c"});
+  for (TestNode* node : {&c, &b, &a}) node->set_peers(all);
+  ASSERT_TRUE(eventually([&] { return a.is_up("c") && c.is_up("a"); }));
+  ASSERT_TRUE(eventually([&] {
+    return a.stats().reset(LinkReset::kTls) >= 2 && b.stats().reset(LinkReset::kBadHello) >= 2 &&
+           c.stats().reset(LinkReset::kTls) >= 2;
+  }));
+  EXPECT_FALSE(a.is_up("b"));
+  EXPECT_FALSE(c.is_up("b"));
+  EXPECT_TRUE(b.events().empty());
+  // A valid plaintext hello by hand is refused too, before any frame is looked at.
+  RawSocket raw = RawSocket::dial(c.address());
+  raw.write(hello_frame("a", "c", pattern(16, 1), kSecret));
+  EXPECT_TRUE(raw.closed_by_peer());
+  EXPECT_TRUE(c.is_up("a"));  // the real a's link is untouched
+}
+
+TEST_F(PeerLinkTls, ClientWithoutACertificateIsRefusedAndCounted) {
+  TestNode b(tls_config("b"));
+  b.set_peers({{"a", loopback(1)}});
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  ASSERT_EQ(SSL_CTX_load_verify_locations(ctx, dir_->file("ca.pem").c_str(), nullptr), 1);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);  // b's certificate is fine
+  RawSocket raw = RawSocket::dial(b.address());
+  SSL* ssl = SSL_new(ctx);
+  SSL_set_fd(ssl, raw.fd());
+  // TLS 1.3: the client finishes its side before the server judged it; the refusal comes as
+  // an alert on the first read.
+  if (SSL_connect(ssl) == 1) {
+    std::string hello = hello_frame("a", "b", pattern(16, 1), kSecret);
+    SSL_write(ssl, hello.data(), static_cast<int>(hello.size()));
+    char buf[64];
+    EXPECT_LE(SSL_read(ssl, buf, sizeof buf), 0);
+  }
+  EXPECT_TRUE(eventually([&] { return b.stats().reset(LinkReset::kTls) == 1; }));
+  EXPECT_FALSE(b.is_up("a"));
+  EXPECT_TRUE(eventually([&] { return b.connections() == 0; }));
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+}
+
+TEST_F(PeerLinkTls, ContextWithoutACaIsRefusedAtStart) {
+  std::string error;
+  std::shared_ptr<net::TlsContext> server_only =
+      net::TlsContext::create(dir_->file("a.pem"), dir_->file("a.key"), &error);
+  ASSERT_TRUE(server_only) << error;
+  core::Reactor reactor;
+  PeerLinksConfig config = test_config("a");
+  config.tls = server_only;
+  PeerLinks links(reactor, config);
+  EXPECT_FALSE(links.start(&error));
+  EXPECT_NE(error.find("CA"), std::string::npos) << error;
+}
+
+TEST(PeerLink, WithoutTlsNoHandshakeIsMade) {
+  double ok = metric("weir_tls_handshakes_total", "result=\"ok\"");
+  double failed = metric("weir_tls_handshakes_total", "result=\"failed\"");
+  auto nodes = start_nodes(2);
+  link_all(nodes);
+  ASSERT_TRUE(nodes[0]->send("b", 1, "plain"));
+  ASSERT_TRUE(eventually([&] { return nodes[1]->frame_count() == 1; }));
+  EXPECT_EQ(metric("weir_tls_handshakes_total", "result=\"ok\""), ok);
+  EXPECT_EQ(metric("weir_tls_handshakes_total", "result=\"failed\""), failed);
 }
 
 }  // namespace

@@ -25,16 +25,20 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <future>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 
 #include "core/clock.h"
 #include "core/metrics.h"
+#include "core/reactor.h"
 #include "net/tcp_echo.h"
 #include "net/tcp_server.h"
 #include "net/tls_context.h"
 #include "server/echo_endpoint.h"
+#include "tests/test_certs.h"
 #include "ws/http_connection.h"
 #include "ws/http_request.h"
 
@@ -837,6 +841,183 @@ TEST_F(Tls, HttpsAndWssEchoThroughTheRealHttpConnection) {
   EXPECT_EQ(static_cast<unsigned char>(echoed[0]), 0x81);
   EXPECT_EQ(static_cast<size_t>(echoed[1]), text.size());
   EXPECT_EQ(echoed.substr(2), text);
+}
+
+// ---------------------------------------------------------------- mutual TLS (peer links)
+
+// A CA with a server and a client certificate, and another CA with one of each.
+class TlsMutual : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    test_certs::CertificateAuthority ca("mutual test CA"), other("other CA");
+    ASSERT_TRUE(ca.ok() && other.ok());
+    ASSERT_TRUE(ca.write_certificate(dir_.file("ca.pem")));
+    ASSERT_TRUE(ca.issue(dir_.file("server.pem"), dir_.file("server.key"), "server", 2));
+    ASSERT_TRUE(ca.issue(dir_.file("client.pem"), dir_.file("client.key"), "client", 3));
+    ASSERT_TRUE(other.issue(dir_.file("other.pem"), dir_.file("other.key"), "server", 4));
+  }
+  // A mutual context presenting `cert` and trusting our CA.
+  std::unique_ptr<TlsContext> mutual(const std::string& cert) {
+    std::string error;
+    auto tls = TlsContext::create(
+        TlsConfig{dir_.file(cert + ".pem"), dir_.file(cert + ".key"), dir_.file("ca.pem")}, &error);
+    EXPECT_TRUE(tls) << error;
+    return tls;
+  }
+  // A blocking client context that verifies the server against our CA and presents `cert`.
+  SSL_CTX* blocking_client(const std::string& cert) {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_load_verify_locations(ctx, dir_.file("ca.pem").c_str(), nullptr);
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+    if (!cert.empty()) {
+      SSL_CTX_use_certificate_chain_file(ctx, dir_.file(cert + ".pem").c_str());
+      SSL_CTX_use_PrivateKey_file(ctx, dir_.file(cert + ".key").c_str(), SSL_FILETYPE_PEM);
+    }
+    return ctx;
+  }
+  // Connects with `ctx` and echoes one message: the server let us in.
+  bool echoes(SSL_CTX* ctx, uint16_t port) {
+    int fd = connect_raw(port);
+    SSL* ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    const std::string message = "through mutual TLS";
+    bool ok = SSL_connect(ssl) == 1 &&
+              SSL_write(ssl, message.data(), static_cast<int>(message.size())) > 0;
+    std::string got;
+    char buf[64];
+    while (ok && got.size() < message.size()) {
+      int n = SSL_read(ssl, buf, sizeof buf);
+      if (n <= 0) break;
+      got.append(buf, n);
+    }
+    SSL_free(ssl);
+    ::close(fd);
+    SSL_CTX_free(ctx);
+    return got == message;
+  }
+
+  test_certs::TempDir dir_;
+};
+
+TEST_F(TlsMutual, ServerAdmitsOnlyClientsWithACertificateFromItsCa) {
+  auto tls = mutual("server");
+  Stats stats;
+  Server server(tls_options(tls.get()), [&stats](Connection& c) {
+    return std::make_unique<Probe>(make_echo_handler(c), stats, false);
+  });
+  double failed = handshakes("failed");
+  EXPECT_TRUE(echoes(blocking_client("client"), server.port()));
+  EXPECT_FALSE(echoes(blocking_client(""), server.port()));       // no certificate
+  EXPECT_FALSE(echoes(blocking_client("other"), server.port()));  // another CA's
+  EXPECT_TRUE(eventually([&] { return handshakes("failed") - failed >= 2; }));
+  EXPECT_TRUE(eventually([&] { return server.open_connections() == 0; }));
+}
+
+// A connection we dialled (tls_client) on a reactor of our own; the test thread reads what it
+// received and how it ended.
+class DialledConnection : public ConnectionHandler {
+ public:
+  void on_data(Connection&, char* data, size_t len) override {
+    std::lock_guard lock(mutex_);
+    received_.append(data, len);
+  }
+  void on_closed(Connection&, CloseReason, std::string_view detail) override {
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+    detail_ = detail;
+  }
+  size_t received() {
+    std::lock_guard lock(mutex_);
+    return received_.size();
+  }
+  std::string data() {
+    std::lock_guard lock(mutex_);
+    return received_;
+  }
+  bool closed() {
+    std::lock_guard lock(mutex_);
+    return closed_;
+  }
+  std::string detail() {
+    std::lock_guard lock(mutex_);
+    return detail_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::string received_;
+  bool closed_ = false;
+  std::string detail_;
+};
+
+class Dialer {
+ public:
+  Dialer() : thread_([this] { reactor_.run(); }) {}
+  ~Dialer() {
+    run([this] { conn_.reset(); });
+    reactor_.stop();
+    thread_.join();
+  }
+  // Dials `port` as a TLS client with `tls`, writes `payload` at once (sent once established).
+  DialledConnection* dial(TlsContext* tls, uint16_t port, const std::string& payload) {
+    int fd = connect_raw(port);
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+    ConnectionOptions o = tls_options(tls);
+    o.tls_client = true;
+    o.max_buffer = 0;
+    auto handler = std::make_unique<DialledConnection>();
+    DialledConnection* raw = handler.get();
+    run([&] {
+      conn_ = std::make_unique<Connection>(reactor_, fd, o, nullptr);
+      conn_->set_handler(std::move(handler));
+      conn_->write(payload);
+    });
+    return raw;
+  }
+  template <typename Fn>
+  void run(Fn fn) {
+    std::promise<void> done;
+    reactor_.post([&] {
+      fn();
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+
+ private:
+  core::Reactor reactor_;
+  std::thread thread_;
+  std::unique_ptr<Connection> conn_;
+};
+
+TEST_F(TlsMutual, DialledConnectionIsAClientThatVerifiesTheServerAgainstTheCa) {
+  auto server_tls = mutual("server");
+  Stats stats;
+  Server server(tls_options(server_tls.get()), [&stats](Connection& c) {
+    return std::make_unique<Probe>(make_echo_handler(c), stats, false);
+  });
+  auto client_tls = mutual("client");
+  std::string payload(2 << 20, '\0');
+  for (size_t off = 0; off < payload.size(); off += 64 << 10)
+    std::memcpy(payload.data() + off, pattern().at(off), 64 << 10);
+  {
+    Dialer dialer;
+    DialledConnection* echo = dialer.dial(client_tls.get(), server.port(), payload);
+    ASSERT_TRUE(eventually([&] { return echo->received() == payload.size(); }, 20000ms));
+    EXPECT_TRUE(echo->data() == payload) << "echo not byte-exact";
+    EXPECT_FALSE(echo->closed());
+  }
+  // A server whose certificate another CA signed: the client refuses it, and says why.
+  auto impostor_tls = mutual("other");
+  Server impostor(tls_options(impostor_tls.get()), [&stats](Connection& c) {
+    return std::make_unique<Probe>(make_echo_handler(c), stats, false);
+  });
+  Dialer dialer;
+  DialledConnection* refused = dialer.dial(client_tls.get(), impostor.port(), "secret");
+  ASSERT_TRUE(eventually([&] { return refused->closed(); }));
+  EXPECT_NE(refused->detail().find("certificate verify failed"), std::string::npos)
+      << refused->detail();
+  EXPECT_EQ(refused->received(), 0u);
 }
 
 }  // namespace
