@@ -191,8 +191,9 @@ def block(a, rounds, argv):
         BEGIN, f"### Real processes ({a.nodes} weir nodes on loopback, no induced loss)", "",
         f"Measured {now} by `{argv}` on the same shared machine: {a.rounds} rounds, each a "
         f"fresh cluster of {a.nodes} `weir --gossip` processes (`--threads 1 --probe-interval "
-        f"{a.probe_interval} --probe-timeout {a.probe_timeout}`, suspicion mult 4: the "
-        f"suspicion timeout is 4 x max(1, log10 {a.nodes}) x probe interval), one non-seed node "
+        f"{a.probe_interval} --probe-timeout {a.probe_timeout}`, suspicion mult 4: with "
+        f"Lifeguard a suspicion's timeout starts at 6 x (4 x max(1, log10 {a.nodes}) x probe "
+        "interval) and shrinks to the latter as 3 other members confirm it), one non-seed node "
         "killed "
         "with SIGKILL after convergence, every survivor's `GET /cluster` polled every "
         f"{a.poll_ms:.0f} ms. Times are seconds from the SIGKILL to the first poll that lists "
