@@ -1,5 +1,5 @@
 // cluster/membership.cc — SWIM probing, suspicion, dissemination and joining over UDP, with
-// Lifeguard's local health, dynamic suspicion and buddy system.
+// Lifeguard's local health, dynamic suspicion and buddy system; push-pull over the peer links.
 #include "cluster/membership.h"
 
 #include <sys/socket.h>
@@ -25,10 +25,12 @@ core::Counter g_probe_failures("weir_gossip_probe_failures_total",
 core::Counter g_suspicions("weir_gossip_suspicions_total", "members that became suspect");
 core::Counter g_refutations("weir_gossip_refutations_total",
                             "times this node refuted a suspicion by bumping its incarnation");
-core::Counter g_bad_auth("weir_gossip_bad_packets_total", "gossip datagrams dropped, by reason",
-                         "reason=\"auth\"");
-core::Counter g_bad_malformed("weir_gossip_bad_packets_total",
-                              "gossip datagrams dropped, by reason", "reason=\"malformed\"");
+constexpr char kBadHelp[] = "gossip messages (datagrams, link state syncs) dropped, by reason";
+constexpr char kPushPullHelp[] = "periodic state exchanges started, by transport";
+core::Counter g_bad_auth("weir_gossip_bad_packets_total", kBadHelp, "reason=\"auth\"");
+core::Counter g_bad_malformed("weir_gossip_bad_packets_total", kBadHelp, "reason=\"malformed\"");
+core::Counter g_push_pull_tcp("weir_gossip_push_pull_total", kPushPullHelp, "transport=\"tcp\"");
+core::Counter g_push_pull_udp("weir_gossip_push_pull_total", kPushPullHelp, "transport=\"udp\"");
 core::Counter g_bytes_in("weir_gossip_bytes_total", "gossip bytes", "direction=\"in\"");
 core::Counter g_bytes_out("weir_gossip_bytes_total", "gossip bytes", "direction=\"out\"");
 core::Gauge g_members[4] = {
@@ -353,9 +355,34 @@ void Membership::push_pull_tick() {
   }
   if (!live.empty()) {
     std::uniform_int_distribution<size_t> pick(0, live.size() - 1);
-    send_state(live[pick(rng_)]->info.address, MessageType::kJoin, kFlagWantsReply);
+    const MemberInfo& peer = live[pick(rng_)]->info;
+    if (send_state_stream(peer.node_id, MessageType::kJoin, kFlagWantsReply)) {
+      stats_.push_pulls_tcp++;
+      g_push_pull_tcp.inc();
+    } else {
+      stats_.push_pulls_udp++;
+      g_push_pull_udp.inc();
+      send_state(peer.address, MessageType::kJoin, kFlagWantsReply);
+    }
   }
   reactor_.schedule(push_pull_timer_, config_.push_pull_interval_ms);
+}
+
+// Our whole member list in one stream message, over the peer link; false when there is no
+// stream sender, no link is up, or the state passes kMaxStreamMessage (the datagrams take it).
+bool Membership::send_state_stream(const std::string& node_id, MessageType type, uint8_t flags) {
+  if (!stream_sender_) return false;
+  SwimMessage header = make_header(type, 0, config_.node_id);
+  header.flags = flags | kFlagStream;
+  if (!writer_.begin(header)) return false;
+  for (auto& [id, node] : nodes_) {
+    if (!writer_.add_update(update_of(node->info))) return false;
+  }
+  std::string_view message = writer_.finish();
+  if (!stream_sender_(node_id, message)) return false;
+  stats_.bytes_out += message.size();
+  g_bytes_out.inc(message.size());
+  return true;
 }
 
 // Our whole member list, in as many datagrams as it takes.
@@ -400,23 +427,9 @@ void Membership::on_io(uint32_t) {
 
 void Membership::handle_packet(std::string_view data, const net::SocketAddress& from) {
   SwimMessage msg;
-  DecodeStatus status = decode_packet(data, config_.secret, &msg);
-  if (status == DecodeStatus::kBadTag) {
-    stats_.bad_tag++;
-    g_bad_auth.inc();
-    return;
-  }
-  if (status == DecodeStatus::kMalformed) {
-    stats_.malformed++;
-    g_bad_malformed.inc();
-    return;
-  }
+  if (!accepted(decode_packet(data, config_.secret, &msg))) return;
   if (msg.sender == config_.node_id || !running_) return;  // our own echo via a seed list
-  bool state_sync = msg.type == MessageType::kJoin || msg.type == MessageType::kJoinAck;
-  for (auto& update : msg.updates) {
-    if (update.accuser.empty()) update.accuser = msg.sender;  // a state sync's suspicions
-    apply(update, state_sync);
-  }
+  apply_message(msg);
   switch (msg.type) {
     case MessageType::kPing:
       handle_ping(msg, from);
@@ -436,6 +449,55 @@ void Membership::handle_packet(std::string_view data, const net::SocketAddress& 
       break;
     case MessageType::kGossip:
       break;
+  }
+}
+
+// A whole state over a peer link: the same tag and checks as a datagram, then the same rules
+// (softened verdicts). A push that wants a reply gets ours back over the link, or as datagrams
+// if the link went down meanwhile.
+void Membership::handle_stream(const std::string& from_node, std::string_view message) {
+  if (!running_) return;
+  stats_.bytes_in += message.size();
+  g_bytes_in.inc(message.size());
+  SwimMessage msg;
+  if (!accepted(decode_packet(message, config_.secret, &msg, kMaxStreamMessage))) return;
+  bool state_sync = msg.type == MessageType::kJoin || msg.type == MessageType::kJoinAck;
+  if (!state_sync || !(msg.flags & kFlagStream) || msg.sender != from_node) {
+    accepted(DecodeStatus::kMalformed);  // signed, but not what a link may carry from this node
+    return;
+  }
+  stats_.stream_messages_in++;
+  apply_message(msg);
+  if (msg.type == MessageType::kJoinAck) {
+    joined_ = true;
+    join_timer_.cancel();
+  } else if ((msg.flags & kFlagWantsReply) &&
+             !send_state_stream(from_node, MessageType::kJoinAck, 0)) {
+    auto it = nodes_.find(from_node);
+    if (it != nodes_.end()) send_state(it->second->info.address, MessageType::kJoinAck, 0);
+  }
+}
+
+// Counts and refuses what failed to decode.
+bool Membership::accepted(DecodeStatus status) {
+  if (status == DecodeStatus::kBadTag) {
+    stats_.bad_tag++;
+    g_bad_auth.inc();
+    return false;
+  }
+  if (status == DecodeStatus::kMalformed) {
+    stats_.malformed++;
+    g_bad_malformed.inc();
+    return false;
+  }
+  return true;
+}
+
+void Membership::apply_message(SwimMessage& msg) {
+  bool state_sync = msg.type == MessageType::kJoin || msg.type == MessageType::kJoinAck;
+  for (auto& update : msg.updates) {
+    if (update.accuser.empty()) update.accuser = msg.sender;  // a state sync's suspicions
+    apply(update, state_sync);
   }
 }
 

@@ -1,4 +1,5 @@
-// cluster/membership.h — SWIM cluster membership over UDP with Lifeguard's refinements
+// cluster/membership.h — SWIM cluster membership over UDP with Lifeguard's refinements (and
+// state syncs over the peer links' TCP)
 // (memberlist's protocol, our codec).
 //
 // Each node probes one member per probe interval, round-robin over a shuffled list: a ping,
@@ -29,12 +30,18 @@
 // merge again (memberlist forgets dead members; we keep them for this reason). Bounding the
 // rejoin keeps its cost flat as the cluster grows: at 1000 members, pushing to every seed and
 // every dead member saturated a core. Every push_pull_interval we also exchange whole states
-// with one random live member, which repairs whatever gossip was lost. A whole state is split
-// into datagrams of at most kMaxPacket bytes, each a valid message (about 80 members each with
-// short ids, 18 with 64-byte ids); only the first asks for a reply.
+// with one random live member, which repairs whatever gossip was lost. That exchange goes over
+// the member's TCP peer link when one is up (set_stream_sender; the owner hands what arrives to
+// handle_stream): one message each way, so a lost datagram cannot cut it short, and the answer
+// comes back over the link. Without a link (or a stream sender: tests, the simulator), and for
+// joins and rejoins, a whole state is split into datagrams of at most kMaxPacket bytes, each a
+// valid message (about 80 members each with short ids, 18 with 64-byte ids); only the first
+// asks for a reply. A whole state may accuse but not convict, whichever way it came: a dead
+// claim in it is applied as suspect (memberlist's push-pull rule).
 //
-// Every datagram carries a truncated HMAC-SHA256 tag (cluster/swim_codec.h); a datagram with a
-// bad tag or a malformed body is counted and dropped before it can touch any state.
+// Every message carries a truncated HMAC-SHA256 tag (cluster/swim_codec.h), datagram or stream;
+// one with a bad tag, a malformed body or (stream) more than kMaxStreamMessage bytes is counted
+// and dropped before it can touch any state.
 //
 // Thread-safety: a Membership belongs to one reactor; every method must be called on that
 // reactor's thread (construct and destroy it there too, or while the reactor is not running).
@@ -46,6 +53,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "cluster/awareness.h"
@@ -104,6 +112,9 @@ struct MembershipStats {
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
   uint64_t packets_dropped_by_filter = 0;
+  uint64_t push_pulls_tcp = 0;  // push-pulls we started, by the transport they went over
+  uint64_t push_pulls_udp = 0;
+  uint64_t stream_messages_in = 0;  // stream messages accepted (pushes and answers)
 };
 
 class Membership : public core::IoHandler {
@@ -114,6 +125,9 @@ class Membership : public core::IoHandler {
   // ones are filtered before they are authenticated, as the network would).
   using PacketFilter =
       std::function<bool(bool outgoing, const net::SocketAddress& peer, MessageType type)>;
+  // Sends one stream message whole to `node_id` (a peer-link frame of type kLinkFrameSwim);
+  // false when no link to it is up. Called on this membership's reactor.
+  using StreamSender = std::function<bool(const std::string& node_id, std::string_view message)>;
 
   Membership(core::Reactor& reactor, MembershipConfig config);
   Membership(const Membership&) = delete;
@@ -144,6 +158,10 @@ class Membership : public core::IoHandler {
   int64_t suspicion_timeout_of(const std::string& node_id) const;
   void set_change_callback(ChangeCallback callback) { on_change_ = std::move(callback); }
   void set_packet_filter(PacketFilter filter) { filter_ = std::move(filter); }
+  // Push-pulls go over the stream when it sends; the UDP datagrams when it does not.
+  void set_stream_sender(StreamSender sender) { stream_sender_ = std::move(sender); }
+  // A stream message (a kLinkFrameSwim frame's payload) from the peer link to `from_node`.
+  void handle_stream(const std::string& from_node, std::string_view message);
 
   void on_io(uint32_t events) override;
 
@@ -175,8 +193,11 @@ class Membership : public core::IoHandler {
   void send_dead_check(const MemberInfo& member);
   void push_pull_tick();
   void send_state(const net::SocketAddress& to, MessageType type, uint8_t flags);
+  bool send_state_stream(const std::string& node_id, MessageType type, uint8_t flags);
   // Incoming.
   void handle_packet(std::string_view data, const net::SocketAddress& from);
+  bool accepted(DecodeStatus status);
+  void apply_message(SwimMessage& msg);
   void handle_ping(const SwimMessage& msg, const net::SocketAddress& from);
   void handle_ping_req(const SwimMessage& msg, const net::SocketAddress& from);
   void handle_ack(const SwimMessage& msg);
@@ -242,6 +263,7 @@ class Membership : public core::IoHandler {
   int64_t state_counts_[4] = {0, 0, 0, 0};  // this instance's share of the members gauge
   ChangeCallback on_change_;
   PacketFilter filter_;
+  StreamSender stream_sender_;
 };
 
 }  // namespace weir::cluster

@@ -102,6 +102,10 @@ void RoomBridge::on_link(const std::string& node, bool up) {
 }
 
 void RoomBridge::on_frame(const std::string& node, uint8_t type, std::string_view payload) {
+  if (type == kLinkFrameSwim) {
+    if (stream_handler_) stream_handler_(node, payload);
+    return;
+  }
   if (type == kWireRoomsOwned) {
     uint64_t count = 0;
     if (decode_rooms_owned(payload, &count)) {

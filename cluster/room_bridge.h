@@ -6,13 +6,15 @@
 // 0's mailbox (RoomService::set_node_sender); incoming ones are decoded here, a kDeliver's
 // envelope copied once into a frame that every member on this node shares, and routed to the
 // room's owner thread in arrival order. Link ups and downs and view changes travel the same
-// way, so a thread sees them in order with the frames around them.
+// way, so a thread sees them in order with the frames around them. Membership state syncs
+// (frame type kLinkFrameSwim) share the links and go to the stream handler, not the rooms.
 //
 // Thread-safety: a RoomBridge lives on reactor 0 with the membership and the links; every
 // method runs there, except rooms_owned().
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -38,6 +40,9 @@ class RoomBridge {
   // Others declared this node dead (it refuted): they may have ordered our rooms meanwhile, so
   // every room this node orders is fenced (see update()).
   void fence();
+  // Receives the kLinkFrameSwim frames (the membership's handle_stream); unset: dropped.
+  using StreamHandler = std::function<void(const std::string& node, std::string_view message)>;
+  void set_stream_handler(StreamHandler handler) { stream_handler_ = std::move(handler); }
 
   // Rooms each member orders: this node's own count now, the others' as they last reported it
   // (every kReportMs over the link; absent until a first report). Shared, so a reader on
@@ -71,6 +76,7 @@ class RoomBridge {
   core::Reactor& reactor_;
   core::Timer report_timer_;
   std::shared_ptr<RoomsOwned> rooms_owned_;
+  StreamHandler stream_handler_;
 };
 
 }  // namespace weir::cluster

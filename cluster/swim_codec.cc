@@ -1,4 +1,4 @@
-// cluster/swim_codec.cc — encoding, signing, verifying and parsing SWIM datagrams.
+// cluster/swim_codec.cc — encoding, signing, verifying and parsing SWIM messages.
 #include "cluster/swim_codec.h"
 
 #include <arpa/inet.h>
@@ -185,7 +185,7 @@ bool parse_body(std::string_view body, SwimMessage* out) {
     if (!r.str(&out->target)) return false;
   }
   if (out->type == MessageType::kPingReq && !r.addr(&out->target_address)) return false;
-  size_t count = r.u8();
+  size_t count = (out->flags & kFlagStream) ? r.u32() : r.u8();
   out->updates.clear();
   for (size_t i = 0; i < count && r.ok(); ++i) {
     MemberUpdate u;
@@ -200,8 +200,9 @@ bool parse_body(std::string_view body, SwimMessage* out) {
   return r.ok() && r.at_end();
 }
 
-DecodeStatus decode_packet(std::string_view packet, std::string_view secret, SwimMessage* out) {
-  if (packet.size() < kHeaderBytes + kTagBytes || packet.size() > kMaxPacket)
+DecodeStatus decode_packet(std::string_view packet, std::string_view secret, SwimMessage* out,
+                           size_t max_size) {
+  if (packet.size() < kHeaderBytes + kTagBytes || packet.size() > max_size)
     return DecodeStatus::kMalformed;
   std::string_view body = packet.substr(0, packet.size() - kTagBytes);
   unsigned char tag[kTagBytes];
@@ -213,6 +214,7 @@ DecodeStatus decode_packet(std::string_view packet, std::string_view secret, Swi
 bool PacketWriter::begin(const SwimMessage& header) {
   buf_.clear();
   count_ = 0;
+  stream_ = header.flags & kFlagStream;
   if (!valid_id(header.sender)) return false;
   bool has_target = header.type == MessageType::kPing || header.type == MessageType::kPingReq;
   if (has_target && !valid_id(header.target)) return false;
@@ -225,20 +227,26 @@ bool PacketWriter::begin(const SwimMessage& header) {
   if (has_target) put_str(buf_, header.target);
   if (header.type == MessageType::kPingReq) put_addr(buf_, header.target_address);
   count_pos_ = buf_.size();
-  put_u8(buf_, 0);
+  if (stream_)
+    put_u32(buf_, 0);
+  else
+    put_u8(buf_, 0);
   return true;
 }
 
 bool PacketWriter::add_update(const MemberUpdate& update) {
-  if (count_ == 255 || !valid_id(update.node_id) || update.accuser.size() > kMaxNodeId)
+  size_t max_count = stream_ ? UINT32_MAX : 255, limit = stream_ ? kMaxStreamMessage : kMaxPacket;
+  if (count_ == max_count || !valid_id(update.node_id) || update.accuser.size() > kMaxNodeId)
     return false;
-  if (buf_.size() + encoded_size(update) + kTagBytes > kMaxPacket) return false;
+  if (buf_.size() + encoded_size(update) + kTagBytes > limit) return false;
   put_u8(buf_, static_cast<uint8_t>(update.state));
   put_u32(buf_, update.incarnation);
   put_str(buf_, update.node_id);
   put_addr(buf_, update.address);
   if (update.state == MemberState::kSuspect) put_str(buf_, update.accuser);
-  buf_[count_pos_] = static_cast<char>(++count_);
+  ++count_;
+  for (size_t i = 0, width = stream_ ? 4 : 1; i < width; ++i)
+    buf_[count_pos_ + i] = static_cast<char>(count_ >> (8 * (width - 1 - i)));
   return true;
 }
 

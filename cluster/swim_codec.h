@@ -1,14 +1,17 @@
-// cluster/swim_codec.h — the SWIM membership wire format: one authenticated UDP datagram per
-// message, binary, big-endian, every length checked before it is read.
+// cluster/swim_codec.h — the SWIM membership wire format: one authenticated message per UDP
+// datagram (or per peer-link frame, for a whole state), binary, big-endian, every length checked
+// before it is read.
 //
 //   0   u8   magic 0x57 ('W')
 //   1   u8   version (2)
 //   2   u8   type (MessageType)
-//   3   u8   flags (kFlagWantsReply: a join that asks for the receiver's state)
+//   3   u8   flags (kFlagWantsReply: a join that asks for the receiver's state; kFlagStream:
+//            the message travels whole over a peer link, its update count is a u32)
 //   4   u32  seq (probe sequence number; 0 when unused)
 //   8   str  sender node id
 //       type-specific: ping: str target id; ping-req: str target id, addr target address
-//   .   u8   update count, then per update: u8 state, u32 incarnation, str node id, addr,
+//   .   u8   update count (u32 with kFlagStream), then per update: u8 state, u32 incarnation, str
+//   node id, addr,
 //            and for a suspect update: str0 accuser (who suspects it; Lifeguard counts distinct
 //            accusers to shorten the suspicion timeout)
 //   .   16   tag: HMAC-SHA256(secret, every byte before it), truncated to 16 bytes
@@ -18,6 +21,8 @@
 //
 // A datagram never exceeds kMaxPacket bytes, so it passes any path MTU without fragmenting;
 // updates that do not fit wait for the next packet (piggybacking) or go in another one (state).
+// A stream message (kFlagStream) carries a whole state in one piece, up to kMaxStreamMessage
+// bytes, in a peer-link frame of type kLinkFrameSwim; same tag, same checks.
 // Version 2 added the accuser of suspect updates; a version 1 node cannot read version 2.
 //
 // Thread-safety: free functions and PacketWriter instances are independent; no shared state.
@@ -69,27 +74,35 @@ struct SwimMessage {
 constexpr uint8_t kSwimMagic = 0x57;
 constexpr uint8_t kSwimVersion = 2;
 constexpr uint8_t kFlagWantsReply = 1;
+constexpr uint8_t kFlagStream = 2;
 constexpr size_t kMaxPacket = 1400;
+// A whole state over a peer link: about 45000 members with 64-byte ids; bigger is refused.
+constexpr size_t kMaxStreamMessage = 4 << 20;
+// The peer-link frame type (cluster/peer_link.h) of a stream message; the rooms use 16..22.
+constexpr uint8_t kLinkFrameSwim = 32;
 constexpr size_t kTagBytes = 16;
 constexpr size_t kMaxNodeId = 64;
 
 enum class DecodeStatus { kOk, kBadTag, kMalformed };
 
-// Verifies the tag (constant time), then parses. Never reads outside `packet`.
-DecodeStatus decode_packet(std::string_view packet, std::string_view secret, SwimMessage* out);
+// Verifies the tag (constant time), then parses. Never reads outside `packet`. A packet longer
+// than `max_size` (kMaxStreamMessage for a peer-link frame) is malformed.
+DecodeStatus decode_packet(std::string_view packet, std::string_view secret, SwimMessage* out,
+                           size_t max_size = kMaxPacket);
 // Parses an unauthenticated body (everything before the tag). Exposed for tests and fuzzing.
 bool parse_body(std::string_view body, SwimMessage* out);
 // The bytes `update` takes on the wire.
 size_t encoded_size(const MemberUpdate& update);
 
-// Builds one datagram: begin() writes the header, add_update() appends updates while they fit,
-// finish() signs it. Reusable: begin() starts over without freeing the buffer.
+// Builds one message: begin() writes the header, add_update() appends updates while they fit
+// (kMaxPacket, or kMaxStreamMessage when the header has kFlagStream), finish() signs it.
+// Reusable: begin() starts over without freeing the buffer.
 class PacketWriter {
  public:
   explicit PacketWriter(std::string secret) : secret_(std::move(secret)) {}
   // False when an id is empty or longer than kMaxNodeId (a programming error upstream).
   bool begin(const SwimMessage& header);
-  // False (and nothing written) when the update would push the packet past kMaxPacket.
+  // False (and nothing written) when the update would push the message past its size limit.
   bool add_update(const MemberUpdate& update);
   size_t update_count() const { return count_; }
   // Signs and returns the datagram; valid until the next begin().
@@ -100,6 +113,7 @@ class PacketWriter {
   std::string buf_;
   size_t count_pos_ = 0;
   size_t count_ = 0;
+  bool stream_ = false;
 };
 
 }  // namespace weir::cluster

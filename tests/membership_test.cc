@@ -1,5 +1,6 @@
 // tests/membership_test.cc — SWIM membership over real UDP sockets on 127.0.0.1, each node on
-// its own reactor thread; and the wire codec (round trips, truncation, random bytes).
+// its own reactor thread (push-pulls over fake in-process links); and the wire codec (round
+// trips, truncation, random bytes).
 #include "cluster/membership.h"
 
 #include <gtest/gtest.h>
@@ -110,6 +111,7 @@ class TestNode {
     call([&] { membership_->set_packet_filter(std::move(filter)); });
   }
   Membership& membership() { return *membership_; }
+  void post(std::function<void()> fn) { reactor_.post(std::move(fn)); }
 
  private:
   core::Reactor reactor_;
@@ -180,6 +182,45 @@ class RawPeer {
 
  private:
   int fd_ = -1;
+};
+
+// Stand-ins for the peer links: a stream message is posted to the receiver's reactor, never
+// delivered inside the sender's call, as a link's read event would deliver it. A node that is
+// not added (or was cut) has no link up: sends to and from it fail. Declare it before the
+// nodes, so that it outlives them.
+class FakeLinks {
+ public:
+  void add(TestNode& node, const std::string& id) {
+    {
+      std::lock_guard lock(mutex_);
+      nodes_[id] = &node;
+    }
+    node.call([&] {
+      node.membership().set_stream_sender(
+          [this, id](const std::string& to, std::string_view message) {
+            return deliver(id, to, message);
+          });
+    });
+  }
+  void cut(const std::string& id) {
+    std::lock_guard lock(mutex_);
+    nodes_.erase(id);
+  }
+
+ private:
+  bool deliver(const std::string& from, const std::string& to, std::string_view message) {
+    std::lock_guard lock(mutex_);
+    auto it = nodes_.find(to);
+    if (it == nodes_.end() || !nodes_.count(from)) return false;
+    TestNode* node = it->second;
+    node->post([node, from, bytes = std::string(message)] {
+      node->membership().handle_stream(from, bytes);
+    });
+    return true;
+  }
+
+  std::mutex mutex_;
+  std::map<std::string, TestNode*> nodes_;
 };
 
 // ---- Cluster behaviour ---------------------------------------------------------------------
@@ -347,16 +388,23 @@ TEST(Membership, GracefulLeaveIsSeenAsLeftNotDead) {
   }
 }
 
+// Node i of a cluster whose only state exchange is the periodic push-pull (every 100 ms): no
+// piggybacked gossip, no rejoin; it joins through node 0.
+MembershipConfig push_pull_only_config(int i, const std::vector<std::unique_ptr<TestNode>>& nodes) {
+  MembershipConfig c = test_config("n" + std::to_string(i));
+  c.retransmit_mult = 0;
+  c.rejoin_interval_ms = 60000;
+  c.push_pull_interval_ms = 100;
+  if (i > 0) c.seeds = {nodes[0]->address()};
+  return c;
+}
+
 // With piggybacking off and n2 deaf to n1, n2 can learn that n1 left only from a state
 // exchange: the periodic push-pull brings it (left overrides the dead n2 found by itself).
 TEST(Membership, PushPullRepairsLostGossip) {
   std::vector<std::unique_ptr<TestNode>> nodes;
   for (int i = 0; i < 4; ++i) {
-    MembershipConfig c = test_config("n" + std::to_string(i));
-    c.retransmit_mult = 0;         // no piggybacked gossip at all
-    c.rejoin_interval_ms = 60000;  // no rejoin state exchange either
-    c.push_pull_interval_ms = 100;
-    if (i > 0) c.seeds = {nodes[0]->address()};
+    MembershipConfig c = push_pull_only_config(i, nodes);
     nodes.push_back(std::make_unique<TestNode>(c));
   }
   ASSERT_TRUE(eventually([&] { return all_alive(nodes); }));
@@ -366,6 +414,93 @@ TEST(Membership, PushPullRepairsLostGossip) {
   });
   nodes[1]->call([&] { nodes[1]->membership().leave(); });
   EXPECT_TRUE(eventually([&] { return all_see(nodes, "n1", MemberState::kLeft, {1}); }));
+}
+
+// Datagrams carry pings and acks only, and nothing piggybacks on them: n2 can learn that n1
+// left (n1's leave reaches n0 alone) only from a push-pull over a link, one message each way.
+TEST(Membership, PushPullOverTheLinksRepairsGossipWhenDatagramsCarryOnlyProbes) {
+  FakeLinks links;
+  std::vector<std::unique_ptr<TestNode>> nodes;
+  for (int i = 0; i < 3; ++i) {
+    MembershipConfig c = push_pull_only_config(i, nodes);
+    nodes.push_back(std::make_unique<TestNode>(c));
+    links.add(*nodes.back(), c.node_id);
+  }
+  ASSERT_TRUE(eventually([&] { return all_alive(nodes); }));
+  uint16_t n0_port = nodes[0]->address().port();
+  for (auto& node : nodes) {
+    node->set_filter([n0_port](bool outgoing, const net::SocketAddress& peer, MessageType type) {
+      bool probe = type == MessageType::kPing || type == MessageType::kAck;
+      bool leave_to_n0 = type == MessageType::kGossip && peer.port() == n0_port;
+      return outgoing && !probe && !leave_to_n0;
+    });
+  }
+  MembershipStats n0_before = nodes[0]->stats(), n2_before = nodes[2]->stats();
+  links.cut("n1");
+  nodes[1]->call([&] { nodes[1]->membership().leave(); });
+  ASSERT_TRUE(eventually([&] { return nodes[0]->sees("n1", MemberState::kLeft); }));
+  EXPECT_TRUE(eventually([&] { return nodes[2]->sees("n1", MemberState::kLeft); }));
+  MembershipStats n0_after = nodes[0]->stats(), n2_after = nodes[2]->stats();
+  EXPECT_GT(n2_after.stream_messages_in, n2_before.stream_messages_in);
+  EXPECT_GT(n0_after.push_pulls_tcp + n2_after.push_pulls_tcp,
+            n0_before.push_pulls_tcp + n2_before.push_pulls_tcp);  // either may have started it
+  double tcp = 0;
+  ASSERT_TRUE(core::find_metric_value("weir_gossip_push_pull_total", "transport=\"tcp\"", &tcp));
+  EXPECT_GT(tcp, 0);
+}
+
+TEST(Membership, PushPullFallsBackToDatagramsWhenNoLinkIsUp) {
+  auto nodes = start_cluster(3);
+  for (auto& node : nodes) {
+    node->call([&] {
+      node->membership().set_stream_sender(
+          [](const std::string&, std::string_view) { return false; });
+    });
+  }
+  ASSERT_TRUE(eventually([&] { return all_alive(nodes); }));
+  EXPECT_TRUE(eventually([&] { return nodes[1]->stats().push_pulls_udp >= 2; }));
+  EXPECT_EQ(nodes[1]->stats().push_pulls_tcp, 0u);
+  EXPECT_TRUE(all_alive(nodes));
+}
+
+// What arrives over a link passes the same checks as a datagram, and a whole state may accuse
+// but not convict there too.
+TEST(Membership, ForgedOrOversizedStreamMessagesAreRefusedAndCounted) {
+  auto nodes = start_cluster(3);
+  ASSERT_TRUE(eventually([&] { return all_alive(nodes); }));
+  MemberInfo victim = *nodes[0]->member("n1");
+  MemberUpdate dead{MemberState::kDead, victim.incarnation + 100, "n1", victim.address, {}};
+  auto message = [&](const std::string& secret, MessageType type, uint8_t flags) {
+    PacketWriter writer(secret);
+    SwimMessage header;
+    header.type = type;
+    header.flags = flags;
+    header.sender = "n2";
+    header.target = "n0";
+    EXPECT_TRUE(writer.begin(header));
+    EXPECT_TRUE(writer.add_update(dead));
+    return std::string(writer.finish());
+  };
+  Membership& m0 = nodes[0]->membership();
+  auto deliver = [&](const std::string& from, const std::string& bytes) {
+    nodes[0]->call([&] { m0.handle_stream(from, bytes); });
+  };
+  MembershipStats before = nodes[0]->stats();
+  deliver("n2", message("wrong-secret", MessageType::kJoin, kFlagStream));
+  EXPECT_EQ(nodes[0]->stats().bad_tag, before.bad_tag + 1);
+  deliver("n2", std::string(kMaxStreamMessage + 1, 'x'));
+  EXPECT_EQ(nodes[0]->stats().malformed, before.malformed + 1);
+  // Well signed, but not a whole state, or not from the node at the other end of the link.
+  deliver("n2", message(kSecret, MessageType::kPing, kFlagStream));
+  deliver("n1", message(kSecret, MessageType::kJoin, kFlagStream));
+  EXPECT_EQ(nodes[0]->stats().malformed, before.malformed + 3);
+  EXPECT_EQ(nodes[0]->stats().stream_messages_in, before.stream_messages_in);
+  EXPECT_FALSE(nodes[0]->sees("n1", MemberState::kDead));
+  deliver("n2", message(kSecret, MessageType::kJoin, kFlagStream));
+  EXPECT_EQ(nodes[0]->stats().stream_messages_in, before.stream_messages_in + 1);
+  EXPECT_FALSE(nodes[0]->saw_event("n1", MemberEvent::kDead));
+  EXPECT_TRUE(nodes[0]->saw_event("n1", MemberEvent::kSuspected));
+  EXPECT_TRUE(eventually([&] { return all_alive(nodes); }));  // n1 refutes
 }
 
 TEST(Membership, WrongSecretCannotJoin) {
@@ -782,6 +917,31 @@ TEST(SwimCodec, WriterKeepsPacketsUnderMaxPacket) {
   EXPECT_EQ(out.updates.size(), added);
   header.sender = "";
   EXPECT_FALSE(writer.begin(header));
+}
+
+// A stream message holds a whole state in one piece: past 255 updates and kMaxPacket bytes.
+TEST(SwimCodec, StreamMessageCarriesAWholeStateInOnePiece) {
+  PacketWriter writer(kSecret);
+  SwimMessage header;
+  header.type = MessageType::kJoin;
+  header.flags = kFlagWantsReply | kFlagStream;
+  header.sender = "n";
+  ASSERT_TRUE(writer.begin(header));
+  for (int i = 0; i < 1000; ++i) {
+    MemberUpdate u{MemberState::kSuspect, 7, "node-" + std::to_string(i), loopback(1), "a"};
+    ASSERT_TRUE(writer.add_update(u)) << i;
+  }
+  std::string message(writer.finish());
+  EXPECT_GT(message.size(), kMaxPacket);
+  SwimMessage out;
+  EXPECT_EQ(decode_packet(message, kSecret, &out), DecodeStatus::kMalformed);  // a datagram's bound
+  ASSERT_EQ(decode_packet(message, kSecret, &out, kMaxStreamMessage), DecodeStatus::kOk);
+  EXPECT_EQ(out.flags, header.flags);
+  ASSERT_EQ(out.updates.size(), 1000u);
+  EXPECT_EQ(out.updates[999].node_id, "node-999");
+  EXPECT_EQ(out.updates[999].accuser, "a");
+  std::string body = message.substr(0, message.size() - kTagBytes);
+  EXPECT_FALSE(parse_body(body.substr(0, body.size() - 1), &out));
 }
 
 }  // namespace

@@ -16,7 +16,10 @@ its PID.
 - --gossip without --cluster-secret-file exits 2 naming the missing flag;
 - rooms owned: with members in 12 rooms on one node of three, every node's /cluster reports
   each member's rooms_owned, and they add up to 12 (the rooms' owners spread by rendezvous
-  hashing); after the members leave, they add up to 0.
+  hashing); after the members leave, they add up to 0;
+- push-pull over the peer links: with --push-pull-interval 200ms, every node's periodic
+  whole-state exchanges go over TCP (weir_gossip_push_pull_total{transport="tcp"} rises) and
+  none falls back to UDP while the links are up.
 Prints one line per test; exits 1 on any failure.
 """
 import json
@@ -41,11 +44,11 @@ def secret_file(name, key):
     return path
 
 
-def gossip_node(node_id, secret, join=None):
+def gossip_node(node_id, secret, join=None, extra=()):
     """A weir with gossip on a free UDP port; (weir, its gossip address)."""
     address = f"127.0.0.1:{free_gossip_port()}"
     flags = ["--threads", "2", "--gossip", address, "--cluster-secret-file", secret,
-             "--probe-interval", "100ms", "--probe-timeout", "50ms"]
+             "--probe-interval", "100ms", "--probe-timeout", "50ms", *extra]
     if node_id:
         flags += ["--node-id", node_id]
     if join:
@@ -187,6 +190,30 @@ async def rooms_owned_are_listed():
         w.stop()
 
 
+async def push_pull_goes_over_the_links():
+    secret = secret_file("pushpull.key", "cluster-push-pull-secret")
+    fast = ["--push-pull-interval", "200ms"]
+    n1, a1 = gossip_node("n1", secret, extra=fast)
+    n2, _ = gossip_node("n2", secret, join=a1, extra=fast)
+    n3, _ = gossip_node("n3", secret, join=a1, extra=fast)
+    nodes = (n1, n2, n3)
+    alive = {"n1": "alive", "n2": "alive", "n3": "alive"}
+    for w in nodes:
+        wait_for("three alive", lambda w=w: all_in(w, alive), 10)
+        wait_for("two peer links up", lambda w=w: w.metric("weir_cluster_links") == 2 or
+                 w.metric("weir_cluster_links"), 10)
+    tcp = 'weir_gossip_push_pull_total{transport="tcp"}'
+    udp = 'weir_gossip_push_pull_total{transport="udp"}'
+    before = {id(w): (w.metric(tcp) or 0, w.metric(udp) or 0) for w in nodes}
+    for w in nodes:
+        wait_for("push-pulls over TCP", lambda w=w: (w.metric(tcp) or 0) >= before[id(w)][0] + 3
+                 or (w.metric(tcp), w.metric(udp)), 10)
+        check((w.metric(udp) or 0) == before[id(w)][1],
+              f"no push-pull fell back to UDP while the links were up: {w.metric(udp)}")
+    for w in nodes:
+        w.stop()
+
+
 def main():
     global BUILD, TMP
     BUILD = build_dir(__doc__, "build")
@@ -194,7 +221,7 @@ def main():
         TMP = tmp
         tests = [three_nodes_join_fail_and_leave, another_secret_never_joins,
                  without_gossip_the_cluster_is_off, gossip_without_secret_exits_2,
-                 rooms_owned_are_listed]
+                 rooms_owned_are_listed, push_pull_goes_over_the_links]
         failed = run_tests(tests, timeout=40)
     return finish(len(tests), failed)
 
