@@ -44,7 +44,7 @@ endif
 
 DEB_PKGS := g++ make libssl-dev libsimdjson-dev node-llhttp googletest libgtest-dev libbenchmark-dev \
             zlib1g-dev libhiredis-dev libsqlite3-dev redis-server python3 python3-websockets \
-            clang libclang-rt-14-dev clang-format openssl procps chromium python3-yaml
+            clang libclang-rt-14-dev clang-format openssl procps chromium python3-yaml iproute2
 
 .PHONY: all deps test run asan tsan bench fuzz-build fuzz-smoke format docs clean
 all: $(BUILD)/weir $(BUILD)/weir-tests $(BUILD)/weir-load $(BUILD)/weir-swim-sim

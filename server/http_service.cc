@@ -150,6 +150,7 @@ class GossipNode {
       membership_->set_change_callback(
           [this](const cluster::MemberInfo& m, cluster::MemberEvent e) { on_change(m, e); });
       if (membership_->start(&reason) && start_links(&reason)) {
+        connect_state_sync();
         log_info("cluster: node %s gossiping on %s (UDP; peer links on TCP), %zu seeds",
                  config_.node_id.c_str(), membership_->address().to_string().c_str(),
                  config_.seeds.size());
@@ -164,6 +165,9 @@ class GossipNode {
     *error = started.get_future().get();
     return error->empty();
   }
+
+  // --cluster-tls-*: the peer links' mutual TLS context; before start().
+  void set_link_tls(std::shared_ptr<net::TlsContext> tls) { link_tls_ = std::move(tls); }
 
   // Tells the other members we left (they mark us left, not dead), then destroys the membership.
   void leave() {
@@ -202,15 +206,26 @@ class GossipNode {
     config.bind = config_.bind;
     if (config.bind.port() == 0) config.bind = membership_->address();
     config.secret = config_.secret;
+    config.tls = link_tls_;  // mutual TLS with --cluster-tls-*; the hello still runs inside
     links_ = std::make_unique<cluster::PeerLinks>(*reactor_, config);
     if (!links_->start(reason)) return false;
-    bridge_ = std::make_unique<cluster::RoomBridge>(rooms_, *links_);
+    bridge_ = std::make_unique<cluster::RoomBridge>(*reactor_, rooms_, *links_);
+    routes_.set_rooms_owned_source([owned = bridge_->rooms_owned()] { return owned->snapshot(); });
     return true;
   }
   void publish() {
     std::vector<cluster::MemberInfo> members = membership_->members();
     if (bridge_) bridge_->update(membership_->node_id(), members);
     routes_.set_cluster_view(membership_->node_id(), std::move(members));
+  }
+  // The membership's push-pulls ride on the peer links when they are up (cluster/membership.h).
+  void connect_state_sync() {
+    membership_->set_stream_sender([this](const std::string& node, std::string_view message) {
+      return links_ && links_->send(node, cluster::kLinkFrameSwim, message);
+    });
+    bridge_->set_stream_handler([this](const std::string& node, std::string_view message) {
+      if (membership_) membership_->handle_stream(node, message);
+    });
   }
 
   cluster::MembershipConfig config_;
@@ -220,6 +235,7 @@ class GossipNode {
   std::unique_ptr<cluster::Membership> membership_;
   std::unique_ptr<cluster::PeerLinks> links_;
   std::unique_ptr<cluster::RoomBridge> bridge_;
+  std::shared_ptr<net::TlsContext> link_tls_;
 };
 
 // Runs the span exporter from start() to the end of its scope.
@@ -229,8 +245,10 @@ class TraceExporterScope {
     core::TraceExporterConfig config;
     config.endpoint = flags.otlp_endpoint;
     config.service_name = flags.otlp_service_name;
+    config.sample_ratio = flags.otlp_sample_ratio;
     if (!core::start_trace_exporter(config, error)) return false;
-    log_info("tracing: OTLP spans to %s", flags.otlp_endpoint.c_str());
+    log_info("tracing: OTLP spans to %s (root spans sampled at %g)", flags.otlp_endpoint.c_str(),
+             flags.otlp_sample_ratio);
     return started_ = true;
   }
   ~TraceExporterScope() {
@@ -268,6 +286,7 @@ int run_http_service(const Flags& flags, const WaitForShutdown& wait,
   tcp.connection.linger_ms = flags.linger_ms;
   tcp.connection.keep_open_on_peer_closed = true;  // answer pipelined requests after a half-close
   tcp.max_connections_per_ip = static_cast<uint32_t>(flags.max_connections_per_ip);
+  tcp.ip_limit_v6_prefix = flags.ip_limit_v6_prefix;
   tcp.accept_rate = flags.accept_rate;
   tcp.accept_burst = flags.accept_burst;
   std::unique_ptr<net::TlsContext> tls;
@@ -286,6 +305,16 @@ int run_http_service(const Flags& flags, const WaitForShutdown& wait,
     std::fprintf(stderr, "weir: %s\n", error.c_str());
     return 2;
   }
+  std::shared_ptr<net::TlsContext> link_tls;
+  if (!flags.cluster_tls_cert.empty()) {
+    link_tls = net::TlsContext::create(
+        net::TlsConfig{flags.cluster_tls_cert, flags.cluster_tls_key, flags.cluster_tls_ca},
+        &error);
+    if (!link_tls) {
+      std::fprintf(stderr, "weir: --cluster-tls-*: %s\n", error.c_str());
+      return 2;
+    }
+  }
 
   // --otlp-endpoint: declared before the server and the rooms, so stopped (its queue posted)
   // after them.
@@ -302,7 +331,8 @@ int run_http_service(const Flags& flags, const WaitForShutdown& wait,
     cluster::parse_auth_mode(flags.auth, &mode);
     auth = std::make_unique<cluster::Authenticator>(
         mode, flags.jwt_leeway_ms / 1000,
-        ws::JwtKeyFiles{flags.jwt_secret_file, flags.jwt_public_keys});
+        ws::JwtKeyFiles{flags.jwt_secret_file, flags.jwt_public_keys},
+        ws::JwtRequirements{flags.jwt_audience, flags.jwt_issuer});
     if (!auth->reload(&error)) {
       std::fprintf(stderr, "weir: --auth: %s\n", error.c_str());
       return 2;
@@ -331,8 +361,8 @@ int run_http_service(const Flags& flags, const WaitForShutdown& wait,
   // --handshakes-per-ip-per-sec: one table for every thread (net/ip_limits.h says why).
   std::unique_ptr<net::RatePerIp> handshake_rate;
   if (flags.handshakes_per_ip_rate > 0)
-    handshake_rate = std::make_unique<net::RatePerIp>(flags.handshakes_per_ip_rate,
-                                                      flags.handshakes_per_ip_burst);
+    handshake_rate = std::make_unique<net::RatePerIp>(
+        flags.handshakes_per_ip_rate, flags.handshakes_per_ip_burst, flags.ip_limit_v6_prefix);
   const ws::HttpServerOptions options = [&] {
     ws::HttpServerOptions o = http_options(flags);
     o.handshakes_per_ip = handshake_rate.get();
@@ -352,6 +382,7 @@ int run_http_service(const Flags& flags, const WaitForShutdown& wait,
   if (!flags.gossip.empty()) {
     routes.enable_cluster();
     gossip = std::make_unique<GossipNode>(std::move(gossip_config), routes, rooms);
+    gossip->set_link_tls(link_tls);
   }
 
   net::TcpServer server(tcp, [&](net::Connection& conn) {
