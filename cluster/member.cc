@@ -708,7 +708,7 @@ void Member::deliver(LocalRoom& room, const FrameBatch& batch) {
     return;
   }
   session_->send_frame(*batch.buffer, batch.offset, batch.length,
-                       static_cast<uint32_t>(batch.frames.size()));
+                       static_cast<uint32_t>(batch.frames.size()), batch.text_bytes);
 }
 
 bool Member::takes_whole(LocalRoom& room, const FrameBatch& batch) {
@@ -745,7 +745,8 @@ void Member::deliver_one(LocalRoom& room, const Frame& frame) {
       if (over_max) return disconnect_slow("its queue would pass --max-buffer");
       break;
   }
-  session_->send_frame(frame.buffer, frame.offset, frame.length);
+  session_->send_frame(frame.buffer, frame.offset, frame.length, 1,
+                       RoomShard::envelope_of(frame).size());
 }
 
 void Member::on_backpressure(ws::WebSocketSession&, bool above_high) {

@@ -800,6 +800,7 @@ void RoomShard::flush_room(LocalRoom& room) {
   }
   FrameBatch batch;
   batch.frames = frames;
+  for (const Frame& f : frames) batch.text_bytes += envelope_of(f).size();
   core::SharedBuffer joined;
   if (frames.size() == 1) {
     batch.buffer = &frames[0].buffer;

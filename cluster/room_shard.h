@@ -61,6 +61,7 @@ struct FrameBatch {
   uint32_t offset = 0;
   uint32_t length = 0;
   std::span<const Frame> frames;
+  uint64_t text_bytes = 0;  // the frames' payloads (envelopes) in all, for the metrics
 };
 
 struct StringHash {

@@ -205,9 +205,14 @@ SendResult WebSocketSession::send(Opcode opcode, std::string_view payload) {
 }
 
 SendResult WebSocketSession::send_frame(const core::SharedBuffer& buffer, size_t offset,
-                                        size_t length, uint32_t frames) {
+                                        size_t length, uint32_t frames, uint64_t text_bytes) {
   if (state_ != State::kOpen) return SendResult::kClosed;
-  metrics::count_shared_frames_sent(buffer.data() + offset, length, frames);
+  if (text_bytes != kCountFromHeaders) {
+    metrics::messages[metrics::kOut][0].inc(frames);
+    metrics::payload_bytes[metrics::kOut][0].inc(text_bytes);
+  } else {
+    metrics::count_shared_frames_sent(buffer.data() + offset, length, frames);
+  }
   messages_out_ += frames;
   g_frames_out.inc(frames);
   return conn_.write(buffer, offset, length) == net::WriteResult::kAccepted ? SendResult::kQueued

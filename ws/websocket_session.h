@@ -81,8 +81,12 @@ class WebSocketSession final : public net::ConnectionHandler, private FrameHandl
   SendResult send_frame(const core::SharedBuffer& frame) {
     return send_frame(frame, 0, frame.size());
   }
+  // `text_bytes`: when the caller knows the frames are text messages of that many payload
+  // bytes in all (a room's batch, counted once for all its recipients), the metrics take it
+  // instead of reading the frames' headers for every recipient.
+  static constexpr uint64_t kCountFromHeaders = UINT64_MAX;
   SendResult send_frame(const core::SharedBuffer& buffer, size_t offset, size_t length,
-                        uint32_t frames = 1);
+                        uint32_t frames = 1, uint64_t text_bytes = kCountFromHeaders);
   SendResult ping(std::string_view payload);
   // Starts the close handshake with `code` (a valid wire code) and a short reason.
   void close(uint16_t code, std::string_view reason);
